@@ -1,0 +1,186 @@
+"""The recognizer: ResNet50 with a 62-way head, and saving/loading it with its metadata.
+
+The model takes raw RGB pixels (0-255) at IMAGE_SIZE x IMAGE_SIZE; ImageNet's preprocessing is a
+layer inside it, so a saved model needs nothing else. Beside every model.h5 lies model.json with
+the class names, image size and resize mode that test.py must use.
+
+    python model.py                  # build the model and print its summary
+    python model.py --weights none
+"""
+
+import argparse
+import contextlib
+import json
+import logging
+import os
+import warnings
+
+
+@contextlib.contextmanager
+def silenced_stderr():
+    """Hide what C++ libraries write to file descriptor 2 (errors raised inside still propagate)."""
+    saved = os.dup(2)
+    with open(os.devnull, "w") as devnull:
+        os.dup2(devnull.fileno(), 2)
+    try:
+        yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+with silenced_stderr():  # TensorFlow prints start-up notices (oneDNN, CUDA) that no setting hides
+    import keras
+from keras import layers, ops
+
+import data
+
+IMAGENET_BGR_MEAN = (103.939, 116.779, 123.68)
+DROPOUT = 0.3
+logging.getLogger("absl").setLevel(logging.ERROR)  # hides Keras' advice against .h5, which we keep by design
+
+
+class ModelError(Exception):
+    """A model that cannot be built, found or loaded; printed as one line."""
+
+
+@keras.saving.register_keras_serializable(package="chars74k")
+class ImageNetPreprocessing(layers.Layer):
+    """keras.applications.resnet50.preprocess_input as a layer: RGB 0-255 to mean-centred BGR."""
+
+    def call(self, inputs):
+        return ops.flip(inputs, axis=-1) - ops.convert_to_tensor(IMAGENET_BGR_MEAN, dtype=inputs.dtype)
+
+
+def backbone(image_size, weights):
+    """ResNet50 without its top; weights 'imagenet', None, or a ResNet50 weights file."""
+    try:
+        return keras.applications.ResNet50(include_top=False, weights=weights,
+                                           input_shape=(image_size, image_size, 3))
+    except Exception as e:  # offline, Keras raises a plain Exception ("URL fetch failure")
+        raise ModelError(
+            f"could not load the ImageNet weights for ResNet50 ({e}). Train from scratch with "
+            "--weights none, or pass --weights PATH to a local ResNet50 (no top) weights file "
+            "or a model saved by train.py"
+        ) from None
+
+
+def build_model(num_classes=data.NUM_CLASSES, image_size=data.IMAGE_SIZE, weights="imagenet", dropout=DROPOUT):
+    """ResNet50 -> global average pooling -> dropout -> Dense(num_classes, softmax).
+
+    weights: "imagenet", "none"/None, or a path to a weights file: either a ResNet50 without its
+    top (as Keras ships them) or a whole model saved by train.py (to fine-tune it).
+    """
+    weights = None if weights in (None, "none") else weights
+    local_file = weights not in (None, "imagenet")
+    if local_file and not os.path.isfile(weights):
+        raise ModelError(f"weights file {weights} does not exist")
+    inputs = keras.Input((image_size, image_size, 3), name="pixels")
+    features = backbone(image_size, None if local_file else weights)
+    x = ImageNetPreprocessing(name="imagenet_preprocessing")(inputs)
+    x = features(x)
+    x = layers.GlobalAveragePooling2D(name="avg_pool")(x)
+    x = layers.Dropout(dropout, name="dropout")(x)
+    outputs = layers.Dense(num_classes, activation="softmax", name="predictions", dtype="float32")(x)
+    model = keras.Model(inputs, outputs, name="chars74k_resnet50")
+    if local_file:
+        load_weights_file(model, features, weights)
+    return model
+
+
+def load_weights_file(model, features, path):
+    """Load a whole saved model's weights, else a ResNet50 backbone's."""
+    errors = []
+    for target in (model, features):
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("error", UserWarning)  # Keras only warns when it skips layers it cannot match
+                target.load_weights(path)
+            return
+        except Exception as e:  # h5py and Keras raise many kinds of errors on mismatched files
+            errors.append(str(e).splitlines()[0] if str(e) else type(e).__name__)
+    raise ModelError(f"{path} fits neither this model nor a ResNet50 backbone: {errors[-1]}")
+
+
+def case_insensitive_accuracy(y_true, y_pred):
+    """Accuracy when 'c' and 'C' (and every other letter pair) count as the same answer."""
+    fold = ops.convert_to_tensor(data.case_fold_indices())
+    true = ops.take(fold, ops.cast(ops.reshape(y_true, (-1,)), "int32"))
+    predicted = ops.take(fold, ops.cast(ops.argmax(y_pred, axis=-1), "int32"))
+    return ops.cast(ops.equal(true, predicted), "float32")
+
+
+def compile_model(model, learning_rate):
+    model.compile(
+        optimizer=keras.optimizers.Adam(learning_rate),
+        loss="sparse_categorical_crossentropy",
+        metrics=["accuracy",
+                 keras.metrics.MeanMetricWrapper(case_insensitive_accuracy, name="accuracy_ci"),
+                 keras.metrics.SparseTopKCategoricalAccuracy(5, name="top5")],
+    )
+
+
+def info_path(model_path):
+    return os.path.splitext(model_path)[0] + ".json"
+
+
+def save_model(model, path, info):
+    """Save model.h5 (without optimizer state) and model.json, each through a temporary file."""
+    os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
+    tmp = os.path.join(os.path.dirname(path) or ".", f".tmp-{os.getpid()}-{os.path.basename(path)}")
+    try:
+        model.save(tmp, include_optimizer=False)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+    data.write_atomically(info_path(path), lambda f: json.dump(info, f, indent=1), mode="w")
+
+
+def read_info(path):
+    """The JSON that train.py wrote beside a model; raises ModelError if missing or malformed."""
+    json_path = info_path(path)
+    try:
+        with open(json_path) as f:
+            info = json.load(f)
+        int(info["image_size"]), info["resize"], list(info["class_names"])
+        return info
+    except FileNotFoundError:
+        raise ModelError(f"{json_path} is missing: it holds the classes and image size of {path}") from None
+    except (ValueError, KeyError, TypeError) as e:
+        raise ModelError(f"{json_path} is not a model description written by train.py ({e})") from None
+
+
+def load_model(path):
+    """(model, info) from a model saved by train.py, in Keras safe mode; raises ModelError."""
+    if not os.path.isfile(path):
+        raise ModelError(f"no model at {path}: train one with `python train.py`, or pass --model PATH")
+    info = read_info(path)
+    try:
+        model = keras.models.load_model(path, compile=False, safe_mode=True)
+    except Exception as e:  # h5py, Keras and the OS each raise their own errors on bad files
+        reason = str(e).splitlines()[0] if str(e) else type(e).__name__
+        raise ModelError(f"cannot load {path} as a Keras model: {reason}") from None
+    size = int(info["image_size"])
+    if tuple(model.input_shape[1:]) != (size, size, 3):
+        raise ModelError(f"{path} takes inputs of shape {model.input_shape[1:]}, but its JSON says {size}x{size}x3")
+    if model.output_shape[-1] != len(info["class_names"]) or info["class_names"] != data.CLASS_NAMES:
+        raise ModelError(f"{path} predicts {model.output_shape[-1]} classes, not the {data.NUM_CLASSES} "
+                         "Chars74K classes this project knows")
+    return model, info
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--weights", default="imagenet", help="imagenet, none, or a weights file")
+    parser.add_argument("--image-size", type=int, default=data.IMAGE_SIZE)
+    args = parser.parse_args()
+    try:
+        build_model(image_size=args.image_size, weights=args.weights).summary()
+    except ModelError as e:
+        raise SystemExit(f"error: {e}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,274 @@
+"""Predict characters with a trained model, or score it on labelled images.
+
+    python test.py -img /Sample008/img008-00019.png    # a path under English/Img/GoodImg/Bmp: prints Sample008
+    python test.py -img photo.png other.jpg --top 3    # any image files, the 3 best classes of each
+    python test.py -img some/folder --save imgs/prediction.png
+    python test.py --eval                               # the validation images of saved/split.json
+    python test.py --eval ../other/English --json       # every image of a SampleNNN folder tree, as JSON
+
+The model defaults to saved/model/model_new.h5, else the model shipped in saved/model/. Its JSON
+(written by train.py) gives the classes, image size and resizing, so predictions always match training.
+Bad input gives one line on stderr and exit code 2; the other images given are still predicted.
+"""
+
+import argparse
+import glob
+import json
+import os
+import sys
+
+import numpy as np
+
+import data
+
+DEFAULT_MODEL = os.path.join(data.SAVED_DIR, "model", "model_new.h5")
+IMGS_DIR = "imgs"
+ERRORS_SHOWN = 24
+
+
+class InputError(Exception):
+    """Bad input from the command line; printed as one line, exit code 2."""
+
+
+def parse_args(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("-img", "--image", dest="images", action="extend", nargs="+", default=[],
+                        help="image files or folders; a path that does not exist is looked up under "
+                             "English/Img/GoodImg/Bmp, as in /Sample008/img008-00019.png")
+    parser.add_argument("--eval", nargs="?", const="split", metavar="DIR",
+                        help="score the validation images of saved/split.json, or every image of DIR/SampleNNN")
+    parser.add_argument("--model", help=f"a model saved by train.py (default: {DEFAULT_MODEL}, else a shipped one)")
+    parser.add_argument("--data-dir", default=data.DATA_DIR, help="the dataset, for -img paths and --eval")
+    parser.add_argument("--top", type=int, default=1, metavar="K", help="list the K most likely classes")
+    parser.add_argument("--save", metavar="FILE", help="save a figure of the image(s) with their predictions")
+    parser.add_argument("--show", action="store_true", help="open that figure in a window")
+    parser.add_argument("--json", action="store_true", help="print the --eval metrics as one JSON object")
+    args = parser.parse_args(argv)
+    if not args.images and not args.eval:
+        parser.error("give -img IMAGE (one or more) or --eval")
+    if args.top < 1:
+        parser.error("--top must be at least 1")
+    return args
+
+
+def default_model():
+    """model_new.h5 if there is one, else a model shipped in saved/model/ (one with its JSON beside it)."""
+    if os.path.exists(DEFAULT_MODEL):
+        return DEFAULT_MODEL
+    shipped = [path for path in sorted(glob.glob(os.path.join(os.path.dirname(DEFAULT_MODEL), "*.h5")))
+               if os.path.exists(os.path.splitext(path)[0] + ".json")]
+    return shipped[0] if shipped else DEFAULT_MODEL
+
+
+def load(model_path):
+    import model as model_lib  # imports TensorFlow: only once the input is known to be usable
+
+    try:
+        return model_lib.load_model(model_path)
+    except model_lib.ModelError as e:
+        raise InputError(str(e)) from None
+
+
+def image_paths(given, data_dir):
+    """Image files for each -img argument: files, folders (every image inside), or dataset paths."""
+    root = data.class_root(data_dir) or os.path.join(data_dir, data.GOODIMG_SUBDIR)
+    paths, missing = [], []
+    for path in given:
+        candidates = (path, os.path.join(root, path.lstrip("/\\")))
+        found = next((c for c in candidates if os.path.exists(c)), None)
+        if found is None:
+            missing.append(f"{path}: no such file (looked also under {root})")
+        elif os.path.isdir(found):
+            inside = sorted(os.path.join(folder, name) for folder, _, names in os.walk(found)
+                            for name in names if data.is_image_file(name))
+            if not inside:
+                missing.append(f"{path}: no images in this folder")
+            paths += inside
+        else:
+            paths.append(found)
+    return paths, missing
+
+
+def predict(model, images):
+    return model.predict(images.astype(np.float32), batch_size=64, verbose=0)
+
+
+def print_predictions(paths, probabilities, top):
+    for path, probs in zip(paths, probabilities):
+        best = np.argsort(probs)[::-1][:top]
+        name = data.CLASS_NAMES[best[0]]
+        suffix = f"  {path}" if len(paths) > 1 else ""
+        print(f"{name}  '{data.CHARACTERS[best[0]]}'  {probs[best[0]]:.2%}{suffix}")
+        for rank, label in enumerate(best[1:], start=2):
+            print(f"    {rank}. {data.CLASS_NAMES[label]}  '{data.CHARACTERS[label]}'  {probs[label]:.2%}")
+
+
+def pyplot():
+    import matplotlib
+
+    if not os.environ.get("DISPLAY") and sys.platform.startswith("linux"):
+        matplotlib.use("Agg")  # no screen: draw to files only
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def prediction_figure(images, titles, columns=6):
+    plt = pyplot()
+    columns = min(columns, len(images))
+    rows = -(-len(images) // columns)
+    fig, axes = plt.subplots(rows, columns, figsize=(2.2 * columns, 2.5 * rows), squeeze=False)
+    for ax in axes.flat:
+        ax.axis("off")
+    for ax, image, title in zip(axes.flat, images, titles):
+        ax.imshow(image)
+        ax.set_title(title, fontsize=9)
+    fig.tight_layout()
+    return fig, plt
+
+
+def run_predictions(args):
+    paths, problems = image_paths(args.images, args.data_dir)
+    for problem in problems:
+        print(f"error: {problem}", file=sys.stderr)
+    if not paths:
+        return 2
+    model_path = args.model or default_model()
+    model, info = load(model_path)
+    print(f"Model: {model_path}", file=sys.stderr)
+    kept, images = [], []
+    for path in paths:
+        try:
+            images.append(data.read_image(path))
+            kept.append(path)
+        except data.UnreadableImage as e:
+            problems.append(str(e))
+            print(f"error: {e}", file=sys.stderr)
+    if kept:
+        pixels = np.stack([data.fit_image(image, info["image_size"], info["resize"]) for image in images])
+        probabilities = predict(model, pixels)
+        print_predictions(kept, probabilities, args.top)
+        if args.save or args.show:
+            titles = [f"{data.CLASS_NAMES[p.argmax()]} '{data.CHARACTERS[p.argmax()]}' {p.max():.0%}"
+                      for p in probabilities]
+            fig, plt = prediction_figure(images, titles)
+            if args.save:
+                os.makedirs(os.path.dirname(args.save) or ".", exist_ok=True)
+                fig.savefig(args.save, dpi=100)
+                print(f"Figure: {args.save}", file=sys.stderr)
+            if args.show:
+                plt.show()
+    return 2 if problems else 0
+
+
+# ---------------------------------------------------------------- evaluation
+
+def eval_entries(args, info):
+    """(class root, entries) to score: the model's validation split, or a whole folder."""
+    if args.eval == "split":
+        split = data.load_split()
+        if split["val"] and info.get("split", {}).get("n_val") not in (None, len(split["val"])):
+            print(f"warning: {data.SPLIT_PATH} is not the split this model was trained with", file=sys.stderr)
+        root = data.class_root(args.data_dir) if args.data_dir != data.DATA_DIR else None
+        root = root or data.class_root(split["data_dir"]) or data.class_root(args.data_dir)
+        if root is None:
+            raise InputError(f"the dataset of {data.SPLIT_PATH} is not at {split['data_dir']}: pass --data-dir")
+        return root, data.split_entries(split["val"])
+    root = data.class_root(args.eval)
+    if root is None:
+        raise InputError(f"{args.eval} holds no SampleNNN class folders")
+    return root, data.list_images(root, log=lambda m: print(m, file=sys.stderr))
+
+
+def metrics(labels, probabilities):
+    predicted = probabilities.argmax(axis=1)
+    fold = data.case_fold_indices()
+    top5 = np.argsort(probabilities, axis=1)[:, ::-1][:, :5]
+    per_class = {}
+    for label, name in enumerate(data.CLASS_NAMES):
+        mask = labels == label
+        if mask.any():
+            correct = int((predicted[mask] == label).sum())
+            per_class[name] = {"character": data.CHARACTERS[label], "n": int(mask.sum()), "correct": correct,
+                               "accuracy": correct / int(mask.sum())}
+    return {
+        "accuracy": float(np.mean(predicted == labels)),
+        "accuracy_case_insensitive": float(np.mean(fold[predicted] == fold[labels])),
+        "top5": float(np.mean((top5 == labels[:, None]).any(axis=1))),
+        "n": int(len(labels)),
+        "per_class": per_class,
+    }
+
+
+def print_report(report, model_path, root):
+    print(f"Model {model_path} on {report['n']} images of {root}")
+    print(f"  accuracy          {report['accuracy']:.2%}")
+    print(f"  case-insensitive  {report['accuracy_case_insensitive']:.2%}")
+    print(f"  top-5             {report['top5']:.2%}")
+    print(f"\n{'class':<10}{'char':>5}{'n':>6}{'correct':>9}{'accuracy':>10}")
+    for name, row in report["per_class"].items():
+        print(f"{name:<10}{row['character']:>5}{row['n']:>6}{row['correct']:>9}{row['accuracy']:>10.1%}")
+
+
+def plot_confusion(labels, predicted, path):
+    plt = pyplot()
+    matrix = np.zeros((data.NUM_CLASSES, data.NUM_CLASSES))
+    np.add.at(matrix, (labels, predicted), 1)
+    rows = matrix.sum(axis=1, keepdims=True)
+    matrix = np.divide(matrix, rows, out=np.zeros_like(matrix), where=rows > 0)
+    fig, ax = plt.subplots(figsize=(13, 12))
+    shown = ax.imshow(matrix, cmap="Blues", vmin=0, vmax=1)
+    ticks = np.arange(data.NUM_CLASSES)
+    ax.set_xticks(ticks, list(data.CHARACTERS), fontsize=7)
+    ax.set_yticks(ticks, list(data.CHARACTERS), fontsize=7)
+    ax.set(xlabel="predicted", ylabel="true", title="Confusion matrix (rows sum to 1)")
+    fig.colorbar(shown, ax=ax, fraction=0.04)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+def plot_errors(images, labels, probabilities, path):
+    """The most confident mistakes, each titled true -> predicted (confidence)."""
+    predicted = probabilities.argmax(axis=1)
+    wrong = np.flatnonzero(predicted != labels)
+    worst = wrong[np.argsort(probabilities[wrong, predicted[wrong]])[::-1]][:ERRORS_SHOWN]
+    titles = [f"'{data.CHARACTERS[labels[i]]}' -> '{data.CHARACTERS[predicted[i]]}' "
+              f"{probabilities[i, predicted[i]]:.0%}" for i in worst]
+    fig, plt = prediction_figure([images[i] for i in worst] or [np.full((8, 8, 3), 255, np.uint8)],
+                                 titles or ["no errors"])
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+def run_eval(args):
+    model_path = args.model or default_model()
+    model, info = load(model_path)
+    print(f"Model: {model_path}", file=sys.stderr)
+    root, entries = eval_entries(args, info)
+    log = (lambda m: print(m, file=sys.stderr)) if args.json else print
+    images, labels, _ = data.decode_images(root, entries, info["image_size"], info["resize"], log=log)
+    probabilities = model.predict(images.astype(np.float32), batch_size=64, verbose=0 if args.json else "auto")
+    report = metrics(labels, probabilities)
+    os.makedirs(IMGS_DIR, exist_ok=True)
+    plot_confusion(labels, probabilities.argmax(axis=1), os.path.join(IMGS_DIR, "confusion.png"))
+    plot_errors(images, labels, probabilities, os.path.join(IMGS_DIR, "errors.png"))
+    if args.json:
+        print(json.dumps({"model": model_path, "data_dir": root, **report}))
+    else:
+        print_report(report, model_path, root)
+        print(f"\nFigures: {IMGS_DIR}/confusion.png, {IMGS_DIR}/errors.png")
+    return 0
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    try:
+        return run_eval(args) if args.eval else run_predictions(args)
+    except (InputError, data.DatasetError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

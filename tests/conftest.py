@@ -1,0 +1,62 @@
+"""Shared fixtures: small datasets in the official layout, and running the scripts as users do."""
+
+import os
+import random
+import subprocess
+import sys
+
+import pytest
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, REPO)
+
+import data  # noqa: E402
+
+SHARED_GOODIMG = os.path.join(REPO, "..", "shared", "chars74k", "English")
+TEST_IMAGE_SIZE = "32"
+
+
+def make_dataset(folder, per_class=3, classes=data.CLASS_NAMES, seed=0):
+    """Rendered character crops as folder/English/Img/GoodImg/Bmp/SampleNNN/imgNNN-NNNNN.png."""
+    rng = random.Random(seed)
+    fonts = data.font_files()
+    root = os.path.join(folder, "English", data.GOODIMG_SUBDIR)
+    for name in classes:
+        label = data.CLASS_NAMES.index(name)
+        os.makedirs(os.path.join(root, name), exist_ok=True)
+        for i in range(per_class):
+            image = data.render_character(data.CHARACTERS[label], rng.choice(fonts), rng)
+            image.save(os.path.join(root, name, f"img{label + 1:03d}-{i + 1:05d}.png"))
+    return os.path.join(folder, "English")
+
+
+def run(script, *args, cwd, timeout=600):
+    """Run one of the project's scripts in cwd, as a user would from a shell."""
+    env = {k: v for k, v in os.environ.items() if k != "DISPLAY"}
+    return subprocess.run([sys.executable, os.path.join(REPO, script), *map(str, args)], cwd=cwd,
+                          capture_output=True, text=True, timeout=timeout, env=env)
+
+
+def assert_user_error(result, fragment, code=2):
+    """A clear one-line error on stderr, the expected exit code, and no traceback."""
+    assert result.returncode == code, result.stdout + result.stderr
+    assert "Traceback" not in result.stderr, result.stderr
+    errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
+    assert any(fragment in line for line in errors), result.stderr
+
+
+@pytest.fixture(scope="session")
+def tiny_english(tmp_path_factory):
+    """All 62 classes, 4 rendered crops each, in the official layout."""
+    return make_dataset(tmp_path_factory.mktemp("tiny"), per_class=4)
+
+
+@pytest.fixture(scope="session")
+def trained(tmp_path_factory, tiny_english):
+    """A project folder after `python train.py` for one epoch on the tiny dataset (English/ linked)."""
+    workdir = tmp_path_factory.mktemp("project")
+    os.symlink(tiny_english, workdir / "English")
+    result = run("train.py", "--weights", "none", "--epochs", "1", "--image-size", TEST_IMAGE_SIZE,
+                 "--batch-size", "16", cwd=workdir)
+    assert result.returncode == 0, result.stdout + result.stderr
+    return workdir, result

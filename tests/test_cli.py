@@ -1,0 +1,142 @@
+"""train.py and test.py end to end, as a user runs them: one short training, then predictions and errors."""
+
+import csv
+import glob
+import json
+import os
+import shutil
+
+import pytest
+
+import data
+import train
+from conftest import TEST_IMAGE_SIZE, assert_user_error, run
+
+SAMPLE = "/Sample008/img008-00002.png"  # a rendered '7' in the tiny dataset
+
+
+def test_training_writes_model_json_history_figures_and_logs(trained):
+    workdir, result = trained
+    assert os.path.getsize(workdir / "saved" / "model" / "model_new.h5") > 1_000_000
+    info = json.loads((workdir / "saved" / "model" / "model_new.json").read_text())
+    assert info["class_names"] == data.CLASS_NAMES and info["image_size"] == int(TEST_IMAGE_SIZE)
+    assert info["resize"] == data.DEFAULT_RESIZE and info["characters"] == data.CHARACTERS
+    assert {"tensorflow", "keras", "numpy", "python"} <= set(info["versions"])
+    assert {"val_accuracy", "val_accuracy_ci", "val_top5", "epoch"} <= set(info["metrics"])
+    assert info["split"]["n_train"] + info["split"]["n_val"] == 62 * 4 and info["data"]["fingerprint"]
+    assert info["timing"]["seconds_per_epoch"] > 0 and "train.py" in info["command"]
+    with open(workdir / "saved" / "history.csv") as f:
+        rows = list(csv.DictReader(f))
+    assert len(rows) == 1 and {"loss", "val_loss", "accuracy", "val_accuracy"} <= set(rows[0])
+    for figure in ("loss.png", "val_loss.png", "acc.png", "val_acc.png", "training.png"):
+        assert os.path.getsize(workdir / "imgs" / figure) > 1000
+    assert glob.glob(str(workdir / "saved" / "logs" / "**" / "events.out.tfevents.*"), recursive=True)
+    split = json.loads((workdir / "saved" / "split.json").read_text())
+    assert len(split["val"]) == 62 and not set(split["train"]) & set(split["val"])
+    assert "Best epoch 1 of 1: validation accuracy" in result.stdout and "case-insensitive" in result.stdout
+    assert "s per epoch" in result.stdout and "images/s" in result.stdout
+
+
+def test_predict_prints_the_class_first(trained):
+    workdir, _ = trained
+    result = run("test.py", "-img", SAMPLE, cwd=workdir)
+    assert result.returncode == 0, result.stderr
+    name, char, confidence = result.stdout.split()
+    assert name in data.CLASS_NAMES and char.strip("'") == data.character(name) and confidence.endswith("%")
+    assert "model_new.h5" in result.stderr  # it says which model it used
+
+
+def test_predict_several_images_a_folder_top_k_and_a_figure(trained, tmp_path):
+    workdir, _ = trained
+    folder = workdir / "English" / data.GOODIMG_SUBDIR / "Sample001"
+    result = run("test.py", "-img", SAMPLE, str(folder), "--top", "3", "--save", tmp_path / "p.png", cwd=workdir)
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    assert len(lines) == 5 * 3
+    assert [line.split()[0] for line in lines[1:3]] == ["2.", "3."]
+    assert os.path.getsize(tmp_path / "p.png") > 1000
+
+
+def test_eval_scores_exactly_the_validation_split(trained):
+    workdir, _ = trained
+    result = run("test.py", "--eval", cwd=workdir)
+    assert result.returncode == 0, result.stderr
+    assert "on 62 images" in result.stdout
+    for words in ("accuracy", "case-insensitive", "top-5", "Sample062"):
+        assert words in result.stdout
+    for figure in ("confusion.png", "errors.png"):
+        assert os.path.getsize(workdir / "imgs" / figure) > 1000
+
+    as_json = run("test.py", "--eval", "--json", cwd=workdir)
+    report = json.loads(as_json.stdout)
+    assert report["n"] == 62 and set(report["per_class"]) == set(data.CLASS_NAMES)
+    info = json.loads((workdir / "saved" / "model" / "model_new.json").read_text())
+    assert report["accuracy"] == pytest.approx(info["metrics"]["val_accuracy"], abs=1e-6)
+    assert report["accuracy_case_insensitive"] >= report["accuracy"]
+    assert 0 <= report["top5"] <= 1
+
+
+def test_eval_of_a_folder(trained, tiny_english):
+    workdir, _ = trained
+    result = run("test.py", "--eval", tiny_english, "--json", cwd=workdir)
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout)["n"] == 62 * 4
+
+
+def test_bad_images_are_one_line_each_and_the_good_ones_still_predicted(trained, tmp_path):
+    workdir, _ = trained
+    (tmp_path / "empty.png").write_bytes(b"")
+    (tmp_path / "text.png").write_text("hello")
+    good = workdir / "English" / data.GOODIMG_SUBDIR / SAMPLE.lstrip("/")
+    (tmp_path / "truncated.png").write_bytes(good.read_bytes()[:100])
+    result = run("test.py", "-img", tmp_path / "empty.png", tmp_path / "text.png", tmp_path / "truncated.png",
+                 tmp_path / "missing.png", SAMPLE, cwd=workdir)
+    assert_user_error(result, "empty.png")
+    errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
+    assert len(errors) == 4 and any("missing.png" in line for line in errors)
+    assert len(result.stdout.splitlines()) == 1 and result.stdout.split()[0] in data.CLASS_NAMES
+
+
+def test_no_model_yet(tmp_path, tiny_english):
+    os.symlink(tiny_english, tmp_path / "English")
+    assert_user_error(run("test.py", "-img", SAMPLE, cwd=tmp_path), "no model at")
+    assert_user_error(run("test.py", "--eval", cwd=tmp_path), "no model at")
+
+
+def test_models_that_do_not_fit(trained, tmp_path):
+    workdir, _ = trained
+    model_dir = workdir / "saved" / "model"
+    (tmp_path / "junk.h5").write_text("not a model")
+    shutil.copy(model_dir / "model_new.json", tmp_path / "junk.json")
+    assert_user_error(run("test.py", "-img", SAMPLE, "--model", tmp_path / "junk.h5", cwd=workdir), "cannot load")
+
+    shutil.copy(model_dir / "model_new.h5", tmp_path / "nojson.h5")
+    assert_user_error(run("test.py", "-img", SAMPLE, "--model", tmp_path / "nojson.h5", cwd=workdir), "missing")
+
+    shutil.copy(model_dir / "model_new.h5", tmp_path / "other.h5")
+    info = json.loads((model_dir / "model_new.json").read_text())
+    (tmp_path / "other.json").write_text(json.dumps({**info, "image_size": 64}))
+    assert_user_error(run("test.py", "-img", SAMPLE, "--model", tmp_path / "other.h5", cwd=workdir), "shape")
+
+
+@pytest.mark.parametrize("flags, message", [
+    (["--epochs", "0"], "--epochs"), (["--epochs", "-3"], "--epochs"), (["--batch-size", "0"], "--batch-size"),
+    (["--val-fraction", "0"], "--val-fraction"), (["--val-fraction", "1"], "--val-fraction"),
+    (["--image-size", "16"], "--image-size"), (["--resize", "crop"], "--resize"),
+])
+def test_bad_training_flags_stop_before_any_work(flags, message, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        train.parse_args(flags)
+    assert exit_info.value.code == 2 and message in capsys.readouterr().err
+
+
+def test_batch_larger_than_the_dataset(tmp_path, tiny_english):
+    result = run("train.py", "--data-dir", tiny_english, "--weights", "none", "--max-per-class", "2",
+                 "--batch-size", "500", "--image-size", TEST_IMAGE_SIZE, cwd=tmp_path)
+    assert_user_error(result, "--batch-size 500 is larger than the 62 training images")
+    assert not os.path.exists(tmp_path / "saved" / "model")
+
+
+def test_missing_dataset_folder(tmp_path):
+    result = run("train.py", "--data-dir", tmp_path / "nowhere", "--weights", "none", cwd=tmp_path)
+    assert_user_error(result, "no SampleNNN class folders")

@@ -1,0 +1,93 @@
+"""model.py: shapes, the in-model preprocessing, weights from local files, saving and safe loading."""
+
+import json
+import os
+
+import numpy as np
+import pytest
+
+import data
+import model as model_lib
+
+import keras  # noqa: E402  (after model, which imports it quietly)
+
+SIZE = 32
+
+
+@pytest.fixture(scope="module")
+def built():
+    return model_lib.build_model(image_size=SIZE, weights="none")
+
+
+def test_shapes_and_layers(built):
+    assert built.input_shape == (None, SIZE, SIZE, 3)
+    assert built.output_shape == (None, data.NUM_CLASSES)
+    probabilities = built.predict(np.zeros((2, SIZE, SIZE, 3), np.float32), verbose=0)
+    np.testing.assert_allclose(probabilities.sum(axis=1), 1, rtol=1e-5)
+    kinds = {type(layer).__name__ for layer in built.layers}
+    assert "Lambda" not in kinds
+    assert {"ImageNetPreprocessing", "Functional", "GlobalAveragePooling2D", "Dropout", "Dense"} <= kinds
+
+
+def test_preprocessing_layer_matches_keras_resnet50_preprocess_input():
+    pixels = np.random.default_rng(0).uniform(0, 255, (2, 4, 4, 3)).astype(np.float32)
+    expected = keras.applications.resnet50.preprocess_input(pixels.copy())
+    actual = model_lib.ImageNetPreprocessing()(pixels)
+    np.testing.assert_allclose(keras.ops.convert_to_numpy(actual), expected, rtol=1e-5, atol=1e-4)
+
+
+def test_backbone_weights_load_from_a_local_file(tmp_path, built):
+    backbone = keras.applications.ResNet50(include_top=False, weights=None, input_shape=(SIZE, SIZE, 3))
+    path = str(tmp_path / "resnet50_notop.weights.h5")
+    backbone.save_weights(path)
+    loaded = model_lib.build_model(image_size=SIZE, weights=path)
+    for expected, actual in zip(backbone.weights, loaded.get_layer("resnet50").weights):
+        np.testing.assert_array_equal(expected.numpy(), actual.numpy())
+
+
+def test_whole_model_weights_load_for_fine_tuning(tmp_path, built):
+    path = str(tmp_path / "pretrained.weights.h5")
+    built.save_weights(path)
+    loaded = model_lib.build_model(image_size=SIZE, weights=path)
+    np.testing.assert_array_equal(built.get_layer("predictions").weights[0].numpy(),
+                                  loaded.get_layer("predictions").weights[0].numpy())
+
+
+def test_bad_weights_files_are_clear_errors(tmp_path):
+    with pytest.raises(model_lib.ModelError, match="does not exist"):
+        model_lib.build_model(image_size=SIZE, weights=str(tmp_path / "missing.h5"))
+    other = keras.Sequential([keras.Input((3,)), keras.layers.Dense(2)])
+    path = str(tmp_path / "other.weights.h5")
+    other.save_weights(path)
+    with pytest.raises(model_lib.ModelError, match="fits neither"):
+        model_lib.build_model(image_size=SIZE, weights=path)
+
+
+def test_saved_model_reloads_in_safe_mode_with_its_json(tmp_path, built):
+    path = str(tmp_path / "model" / "m.h5")
+    info = {"class_names": data.CLASS_NAMES, "image_size": SIZE, "resize": "pad"}
+    model_lib.save_model(built, path, info)
+    assert sorted(os.listdir(tmp_path / "model")) == ["m.h5", "m.json"]
+    loaded, loaded_info = model_lib.load_model(path)
+    assert loaded_info == info
+    x = np.random.default_rng(1).uniform(0, 255, (3, SIZE, SIZE, 3)).astype(np.float32)
+    np.testing.assert_allclose(loaded.predict(x, verbose=0), built.predict(x, verbose=0), rtol=1e-5, atol=1e-6)
+
+
+def test_mismatched_json_is_refused(tmp_path, built):
+    path = str(tmp_path / "m.h5")
+    model_lib.save_model(built, path, {"class_names": data.CLASS_NAMES, "image_size": 64, "resize": "pad"})
+    with pytest.raises(model_lib.ModelError, match="inputs of shape"):
+        model_lib.load_model(path)
+    with open(tmp_path / "m.json", "w") as f:
+        json.dump({"class_names": data.CLASS_NAMES[:10], "image_size": SIZE, "resize": "pad"}, f)
+    with pytest.raises(model_lib.ModelError, match="classes"):
+        model_lib.load_model(path)
+
+
+def test_case_insensitive_accuracy_folds_letter_case():
+    char = data.CHARACTERS.index
+    y_true = np.array([char("c"), char("C"), char("0"), char("o")])
+    y_pred = np.eye(data.NUM_CLASSES)[[char("C"), char("C"), char("O"), char("O")]]
+    scores = keras.ops.convert_to_numpy(model_lib.case_insensitive_accuracy(y_true, y_pred))
+    np.testing.assert_array_equal(scores, [1, 1, 0, 1])
