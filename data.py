@@ -179,7 +179,9 @@ def list_images(root, max_per_class=None, log=print):
     for label, name in enumerate(CLASS_NAMES):
         folder = os.path.join(root, name)
         files = []
-        if os.path.isdir(folder) and inside(folder, root):
+        if os.path.isdir(folder) and not inside(folder, root):
+            outside.append(f"{name}/")
+        elif os.path.isdir(folder):
             for file in sorted(os.listdir(folder)):
                 path = os.path.join(folder, file)
                 if not is_image_file(file) or not os.path.isfile(path):
