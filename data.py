@@ -12,6 +12,7 @@ TensorFlow and Keras are imported only by the functions that need them, so that 
 """
 
 import argparse
+import contextlib
 import glob
 import hashlib
 import json
@@ -66,6 +67,10 @@ class DatasetError(Exception):
 
 class UnreadableImage(Exception):
     """An image file that cannot be decoded."""
+
+
+class ModelError(Exception):
+    """A model that cannot be built, found or loaded; printed as one line."""
 
 
 def character(class_name):
@@ -330,6 +335,19 @@ def report_skipped(skipped, log):
             log(f"  {reason}")
 
 
+@contextlib.contextmanager
+def silenced_stderr():
+    """Hide what C++ libraries write to file descriptor 2 (errors raised inside still propagate)."""
+    saved = os.dup(2)
+    with open(os.devnull, "w") as devnull:
+        os.dup2(devnull.fileno(), 2)
+    try:
+        yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+
+
 def write_atomically(path, write, mode="wb"):
     """Write a file through a temporary one in the same folder, renamed into place when complete."""
     os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
@@ -341,6 +359,41 @@ def write_atomically(path, write, mode="wb"):
     except BaseException:
         os.remove(tmp)
         raise
+
+
+# ---------------------------------------------------------------- the JSON beside every model
+
+def info_path(model_path):
+    """model.h5 and model.tflite share model.json: classes, image size and resizing they expect."""
+    return os.path.splitext(model_path)[0] + ".json"
+
+
+def write_model_info(model_path, info):
+    write_atomically(info_path(model_path), lambda f: json.dump(info, f, indent=1), mode="w")
+
+
+def read_model_info(model_path):
+    """The JSON that train.py wrote beside a model; raises ModelError if missing or malformed."""
+    json_path = info_path(model_path)
+    try:
+        with open(json_path) as f:
+            info = json.load(f)
+        int(info["image_size"]), info["resize"], list(info["class_names"])
+        return info
+    except FileNotFoundError:
+        raise ModelError(f"{json_path} is missing: it holds the classes and image size of {model_path}") from None
+    except (ValueError, KeyError, TypeError) as e:
+        raise ModelError(f"{json_path} is not a model description written by train.py ({e})") from None
+
+
+def check_model_shape(model_path, info, input_shape, num_outputs):
+    """Raise ModelError unless the model takes the JSON's image size and predicts the 62 classes."""
+    size = int(info["image_size"])
+    if tuple(input_shape) != (size, size, 3):
+        raise ModelError(f"{model_path} takes inputs of shape {tuple(input_shape)}, but its JSON says {size}x{size}x3")
+    if num_outputs != len(info["class_names"]) or info["class_names"] != CLASS_NAMES:
+        raise ModelError(f"{model_path} predicts {num_outputs} classes, not the {NUM_CLASSES} "
+                         "Chars74K classes this project knows")
 
 
 # ---------------------------------------------------------------- split

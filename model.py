@@ -9,40 +9,22 @@ the class names, image size and resize mode that test.py must use.
 """
 
 import argparse
-import contextlib
-import json
 import logging
 import os
 import warnings
 
 
-@contextlib.contextmanager
-def silenced_stderr():
-    """Hide what C++ libraries write to file descriptor 2 (errors raised inside still propagate)."""
-    saved = os.dup(2)
-    with open(os.devnull, "w") as devnull:
-        os.dup2(devnull.fileno(), 2)
-    try:
-        yield
-    finally:
-        os.dup2(saved, 2)
-        os.close(saved)
-
+import data
+from data import ModelError, silenced_stderr
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 with silenced_stderr():  # TensorFlow prints start-up notices (oneDNN, CUDA) that no setting hides
     import keras
 from keras import layers, ops
 
-import data
-
 IMAGENET_BGR_MEAN = (103.939, 116.779, 123.68)
 DROPOUT = 0.3
 logging.getLogger("absl").setLevel(logging.ERROR)  # hides Keras' advice against .h5, which we keep by design
-
-
-class ModelError(Exception):
-    """A model that cannot be built, found or loaded; printed as one line."""
 
 
 @keras.saving.register_keras_serializable(package="chars74k")
@@ -121,10 +103,6 @@ def compile_model(model, learning_rate):
     )
 
 
-def info_path(model_path):
-    return os.path.splitext(model_path)[0] + ".json"
-
-
 def save_model(model, path, info):
     """Save model.h5 (without optimizer state) and model.json, each through a temporary file."""
     os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
@@ -135,39 +113,20 @@ def save_model(model, path, info):
     finally:
         if os.path.exists(tmp):
             os.remove(tmp)
-    data.write_atomically(info_path(path), lambda f: json.dump(info, f, indent=1), mode="w")
-
-
-def read_info(path):
-    """The JSON that train.py wrote beside a model; raises ModelError if missing or malformed."""
-    json_path = info_path(path)
-    try:
-        with open(json_path) as f:
-            info = json.load(f)
-        int(info["image_size"]), info["resize"], list(info["class_names"])
-        return info
-    except FileNotFoundError:
-        raise ModelError(f"{json_path} is missing: it holds the classes and image size of {path}") from None
-    except (ValueError, KeyError, TypeError) as e:
-        raise ModelError(f"{json_path} is not a model description written by train.py ({e})") from None
+    data.write_model_info(path, info)
 
 
 def load_model(path):
     """(model, info) from a model saved by train.py, in Keras safe mode; raises ModelError."""
     if not os.path.isfile(path):
         raise ModelError(f"no model at {path}: train one with `python train.py`, or pass --model PATH")
-    info = read_info(path)
+    info = data.read_model_info(path)
     try:
         model = keras.models.load_model(path, compile=False, safe_mode=True)
     except Exception as e:  # h5py, Keras and the OS each raise their own errors on bad files
         reason = str(e).splitlines()[0] if str(e) else type(e).__name__
         raise ModelError(f"cannot load {path} as a Keras model: {reason}") from None
-    size = int(info["image_size"])
-    if tuple(model.input_shape[1:]) != (size, size, 3):
-        raise ModelError(f"{path} takes inputs of shape {model.input_shape[1:]}, but its JSON says {size}x{size}x3")
-    if model.output_shape[-1] != len(info["class_names"]) or info["class_names"] != data.CLASS_NAMES:
-        raise ModelError(f"{path} predicts {model.output_shape[-1]} classes, not the {data.NUM_CLASSES} "
-                         "Chars74K classes this project knows")
+    data.check_model_shape(path, info, model.input_shape[1:], model.output_shape[-1])
     return model, info
 
 

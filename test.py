@@ -6,7 +6,8 @@
     python test.py --eval                               # the validation images of saved/split.json
     python test.py --eval ../other/English --json       # every image of a SampleNNN folder tree, as JSON
 
-The model defaults to saved/model/model_new.h5, else the model shipped in saved/model/. Its JSON
+The model defaults to saved/model/model_new.h5, else the model shipped in saved/model/; a .tflite
+model (python export.py) runs on LiteRT without loading TensorFlow. Its JSON
 (written by train.py) gives the classes, image size and resizing, so predictions always match training.
 Bad input gives one line on stderr and exit code 2; the other images given are still predicted.
 """
@@ -61,11 +62,16 @@ def default_model():
 
 
 def load(model_path):
-    import model as model_lib  # imports TensorFlow: only once the input is known to be usable
-
+    """(model, info): .tflite files run on LiteRT without TensorFlow; others load in Keras."""
     try:
+        if model_path.endswith(".tflite"):
+            import export
+
+            return export.load_litert(model_path)
+        import model as model_lib  # imports TensorFlow: only once the input is known to be usable
+
         return model_lib.load_model(model_path)
-    except model_lib.ModelError as e:
+    except data.ModelError as e:
         raise InputError(str(e)) from None
 
 
@@ -87,10 +93,6 @@ def image_paths(given, data_dir):
         else:
             paths.append(found)
     return paths, missing
-
-
-def predict(model, images):
-    return model.predict(images.astype(np.float32), batch_size=64, verbose=0)
 
 
 def print_predictions(paths, probabilities, top):
@@ -146,7 +148,7 @@ def run_predictions(args):
             print(f"error: {e}", file=sys.stderr)
     if kept:
         pixels = np.stack([data.fit_image(image, info["image_size"], info["resize"]) for image in images])
-        probabilities = predict(model, pixels)
+        probabilities = model.predict(pixels.astype(np.float32), batch_size=64, verbose=0)
         print_predictions(kept, probabilities, args.top)
         if args.save or args.show:
             titles = [f"{data.CLASS_NAMES[p.argmax()]} '{data.CHARACTERS[p.argmax()]}' {p.max():.0%}"

@@ -12,7 +12,6 @@ saved/split.json, saved/history.csv, TensorBoard logs in saved/logs/ and the cur
 
 import argparse
 import csv
-import json
 import platform
 import shutil
 import os
@@ -139,8 +138,8 @@ class BestModelSaver(keras.callbacks.Callback):
 
 def previous_best(path):
     try:
-        return model_lib.read_info(path)["metrics"]["val_accuracy"]
-    except (model_lib.ModelError, KeyError):
+        return data.read_model_info(path)["metrics"]["val_accuracy"]
+    except (data.ModelError, KeyError):
         return -1.0
 
 
@@ -243,9 +242,9 @@ def train(args):
         plot_history(history)
     timing = timer.summary(len(train_idx))
     if os.path.exists(args.output):
-        info = model_lib.read_info(args.output)
+        info = data.read_model_info(args.output)
         info["timing"] = timing
-        data.write_atomically(model_lib.info_path(args.output), lambda f: json.dump(info, f, indent=1), mode="w")
+        data.write_model_info(args.output, info)
     summarize(history, timing, args.output)
     if interrupted:
         print(f"Interrupted. The best model so far is in {args.output}; continue with `python train.py --resume`",
@@ -270,7 +269,7 @@ def main(argv=None):
     args = parse_args(argv)
     try:
         return train(args)
-    except (data.DatasetError, model_lib.ModelError) as e:
+    except (data.DatasetError, data.ModelError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
 

@@ -4,13 +4,16 @@ import csv
 import glob
 import json
 import os
+import re
 import shutil
+import subprocess
+import sys
 
 import pytest
 
 import data
 import train
-from conftest import TEST_IMAGE_SIZE, assert_user_error, run
+from conftest import REPO, TEST_IMAGE_SIZE, assert_user_error, run
 
 SAMPLE = "/Sample008/img008-00002.png"  # a rendered '7' in the tiny dataset
 
@@ -140,3 +143,23 @@ def test_batch_larger_than_the_dataset(tmp_path, tiny_english):
 def test_missing_dataset_folder(tmp_path):
     result = run("train.py", "--data-dir", tmp_path / "nowhere", "--weights", "none", cwd=tmp_path)
     assert_user_error(result, "no SampleNNN class folders")
+
+
+def test_export_to_litert_and_savedmodel_then_predict_without_tensorflow(trained):
+    workdir, _ = trained
+    result = run("export.py", "--check", cwd=workdir)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "LiteRT gives the Keras model's class for 100.00%" in result.stdout
+    assert (workdir / "saved" / "export" / "model_new" / "saved_model.pb").exists()
+
+    tflite = workdir / "saved" / "model" / "model_new.tflite"
+    lite = run("test.py", "-img", SAMPLE, "--model", tflite, "--top", "2", cwd=workdir)
+    keras_run = run("test.py", "-img", SAMPLE, "--top", "2", cwd=workdir)
+    assert lite.returncode == 0, lite.stderr
+    assert [line.split()[:2] for line in lite.stdout.splitlines()] == \
+        [line.split()[:2] for line in keras_run.stdout.splitlines()]
+
+    imports = subprocess.run([sys.executable, "-X", "importtime", os.path.join(REPO, "test.py"), "-img", SAMPLE,
+                              "--model", str(tflite)], cwd=workdir, capture_output=True, text=True)
+    assert imports.returncode == 0 and "ai_edge_litert" in imports.stderr
+    assert not re.search(r"\| +(tensorflow|keras)$", imports.stderr, re.M)
