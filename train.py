@@ -8,10 +8,20 @@
 
 Writes saved/model/model_new.h5 (best epoch by validation accuracy) with model_new.json beside it,
 saved/split.json, saved/history.csv, TensorBoard logs in saved/logs/ and the curves in imgs/.
+
+Devices: on a GPU it trains in mixed precision with XLA (--no-mixed-precision, --no-xla); with
+several GPUs it uses tf.distribute.MirroredStrategy, --batch-size per GPU. Several machines: run
+with KERAS_BACKEND=jax and, on each machine, the same command with
+    KERAS_DISTRIBUTION_JOB_ADDRESSES=host0:port  KERAS_DISTRIBUTION_NUM_PROCESSES=N
+    KERAS_DISTRIBUTION_PROCESS_ID=i    (0 on host0, the coordinator)
+Each process trains on its own shard of the training images (listed in saved/shard-i.json) with
+keras.distribution.DataParallel; the weights stay identical everywhere.
 """
 
 import argparse
+import contextlib
 import csv
+import json
 import platform
 import shutil
 import os
@@ -79,9 +89,64 @@ def parse_args(argv=None):
                         help="imagenet (Keras' download), none, or a weights file (ResNet50 backbone or a saved model)")
     parser.add_argument("--no-augment", dest="augment", action="store_false", help="train without augmentation")
     parser.add_argument("--no-flip", dest="flip", action="store_false", help="augment without label-safe flips")
+    parser.add_argument("--schedule", choices=("constant", "cosine"), default="constant",
+                        help="learning rate: constant (the original), or one warm-up epoch then cosine decay")
+    parser.add_argument("--no-mixed-precision", dest="mixed_precision", action="store_false",
+                        help="on a GPU, train in float32 instead of mixed float16 (CPUs always use float32)")
+    parser.add_argument("--no-xla", dest="xla", action="store_false",
+                        help="on a GPU with TensorFlow, do not compile with XLA (it slows CPUs down)")
     parser.add_argument("--output", default=MODEL_PATH, help="where to write the best model (.h5)")
     parser.add_argument("--resume", action="store_true", help="continue the interrupted run from its last epoch")
     return parser.parse_args(argv)
+
+
+def setup_devices(args):
+    """(scope factory, replicas, process, processes, jit_compile) for the devices in view.
+
+    TensorFlow: MirroredStrategy over several GPUs. JAX: DataParallel over every device of every
+    process (keras.distribution.initialize reads the KERAS_DISTRIBUTION_* variables). Mixed float16
+    on accelerators only.
+    """
+    if keras.backend.backend() == "jax":
+        if int(os.environ.get("KERAS_DISTRIBUTION_NUM_PROCESSES", "1")) > 1:
+            keras.distribution.initialize()
+        import jax
+
+        devices = jax.devices()
+        if len(devices) > 1:
+            keras.distribution.set_distribution(keras.distribution.DataParallel(
+                devices=keras.distribution.list_devices(), auto_shard_dataset=False))
+        on_accelerator = devices[0].platform != "cpu"
+        scope, replicas = contextlib.nullcontext, len(devices)
+        process, processes, jit_compile = jax.process_index(), jax.process_count(), True
+    else:
+        gpus = tf.config.list_physical_devices("GPU")
+        strategy = tf.distribute.MirroredStrategy() if len(gpus) > 1 else tf.distribute.get_strategy()
+        on_accelerator = bool(gpus)
+        scope, replicas = strategy.scope, strategy.num_replicas_in_sync
+        process, processes, jit_compile = 0, 1, on_accelerator and args.xla
+    if on_accelerator and args.mixed_precision:
+        keras.mixed_precision.set_global_policy("mixed_float16")
+    return scope, replicas, process, processes, jit_compile
+
+
+def process_shard(train_idx, paths, process, processes):
+    """This process's equal share of the training images (every process must take as many steps)."""
+    if processes == 1:
+        return train_idx
+    shard = train_idx[process::processes][: len(train_idx) // processes]
+    data.write_atomically(os.path.join(data.SAVED_DIR, f"shard-{process}.json"),
+                          lambda f: json.dump([paths[i] for i in shard], f, indent=1), mode="w")
+    print(f"Process {process} of {processes}: training on {len(shard)} of {len(train_idx)} images")
+    return shard
+
+
+def learning_rate(args, steps_per_epoch):
+    if args.schedule == "constant":
+        return args.learning_rate
+    return keras.optimizers.schedules.CosineDecay(
+        0.0, decay_steps=max(1, (args.epochs - 1) * steps_per_epoch),
+        warmup_target=args.learning_rate, warmup_steps=steps_per_epoch)
 
 
 def load_data(args):
@@ -96,7 +161,7 @@ def load_data(args):
     if not len(val_idx):
         raise data.DatasetError("too few images for a validation set: every class needs at least 2")
     split = data.save_split(paths, train_idx, val_idx, root, args.val_fraction, args.seed)
-    return root, images, labels, train_idx, val_idx, split
+    return root, images, labels, paths, train_idx, val_idx, split
 
 
 class EpochTimer(keras.callbacks.Callback):
@@ -201,21 +266,28 @@ def run_info(args, root, images, split, versions):
 
 def train(args):
     keras.utils.set_random_seed(args.seed)
-    model = model_lib.build_model(image_size=args.image_size, weights=args.weights)
-    model_lib.compile_model(model, args.learning_rate)
-    root, images, labels, train_idx, val_idx, split = load_data(args)
+    scope, replicas, process, processes, jit_compile = setup_devices(args)
+    with scope():
+        model = model_lib.build_model(image_size=args.image_size, weights=args.weights)
+    root, images, labels, paths, train_idx, val_idx, split = load_data(args)
     if args.batch_size > len(train_idx):
         raise data.DatasetError(f"--batch-size {args.batch_size} is larger than the {len(train_idx)} training images")
     print(f"Training on {len(train_idx)} images, validating on {len(val_idx)} ({len(np.unique(labels))} classes)")
+    train_idx = process_shard(train_idx, paths, process, processes)
+    batch_size = args.batch_size * replicas // processes  # this process's part of the global batch
 
     augment = data.augmenter(flip=args.flip, seed=args.seed) if args.augment else None
-    train_ds = data.make_dataset(images[train_idx], labels[train_idx], args.batch_size, training=True,
+    train_ds = data.make_dataset(images[train_idx], labels[train_idx], batch_size, training=True,
                                  augment=augment, seed=args.seed)
-    val_ds = data.make_dataset(images[val_idx], labels[val_idx], args.batch_size)
+    val_ds = data.make_dataset(images[val_idx], labels[val_idx], batch_size)
+    with scope():
+        model_lib.compile_model(model, learning_rate(args, len(train_ds)), jit_compile=jit_compile)
 
     versions = {"python": platform.python_version(), "tensorflow": tf.__version__,
                 "keras": keras.__version__, "numpy": np.__version__}
     info = run_info(args, root, images, split, versions)
+    info["devices"] = {"backend": keras.backend.backend(), "replicas": replicas, "processes": processes,
+                       "dtype_policy": keras.mixed_precision.global_policy().name, "jit_compile": jit_compile}
 
     if not args.resume:
         shutil.rmtree(BACKUP_DIR, ignore_errors=True)

@@ -1,0 +1,210 @@
+"""Benchmark training and inference against the original project's pipeline, on the real GoodImg.
+
+    python bench.py                                   # dataset at English/ (or --data-dir), medians of 3
+    python bench.py --data-dir ../shared/chars74k/English --json
+    python bench.py --steps 10 --repeats 2 --max-per-class 8   # a quick look
+
+Training (each pipeline in its own process, same ResNet50, same batch size, from scratch):
+  project   decoded-image cache in memory, tf.data map for augmentation, prefetch
+  baseline  the original's: keras.utils.image_dataset_from_directory decoding and resizing the PNGs
+            every epoch, augmentation layers inside the model, no cache, no prefetch
+Each reports steady-state images/s (medians over --repeats timed runs of --steps steps, after a
+warm-up run) and its peak memory. Inference: Keras batch throughput of a saved model, LiteRT batch
+throughput, and the cold latency of one `python test.py -img ...` process (LiteRT and Keras), against
+the original's way (keras.models.load_model of the .h5 and model.predict on one image).
+"""
+
+import argparse
+import json
+import os
+import resource
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+
+import data
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+STEPS = 30
+REPEATS = 3
+BATCH_SIZE = 32
+CLI_RUNS = 5
+
+ORIGINAL_PREDICT = """
+import sys, numpy as np, keras
+from PIL import Image
+sys.path.insert(0, {here!r}); import model  # registers the preprocessing layer the .h5 refers to
+m = keras.models.load_model({model!r})
+img = np.asarray(Image.open({image!r}).convert("RGB").resize(({size}, {size})), dtype=np.float32)
+print(int(m.predict(img[None], verbose=0).argmax()))
+"""
+
+
+def parse_args(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--data-dir", help="the dataset (default: English/)")
+    parser.add_argument("--max-per-class", type=int, help="benchmark on a subset")
+    parser.add_argument("--steps", type=int, default=STEPS, help="training steps per timed run")
+    parser.add_argument("--repeats", type=int, default=REPEATS, help="timed runs of each measurement")
+    parser.add_argument("--batch-size", type=int, default=BATCH_SIZE)
+    parser.add_argument("--image-size", type=int, default=data.IMAGE_SIZE)
+    parser.add_argument("--json", action="store_true", help="print one JSON object")
+    parser.add_argument("--worker", choices=("project", "baseline"), help=argparse.SUPPRESS)
+    return parser.parse_args(argv)
+
+
+def peak_memory_mb():
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def project_pipeline(args, root):
+    entries = data.list_images(root, args.max_per_class, log=lambda m: None)
+    images, labels, _ = data.decode_images(root, entries, args.image_size, log=lambda m: None)
+    return data.make_dataset(images, labels, args.batch_size, training=True, augment=data.augmenter()).repeat()
+
+
+def baseline_pipeline(args, root, model):
+    """The original: decode and resize PNGs every epoch, augmentation inside the model, no prefetch."""
+    import keras
+
+    if args.max_per_class:
+        raise SystemExit("the baseline reads whole folders: run it without --max-per-class")
+    ds = keras.utils.image_dataset_from_directory(root, class_names=data.CLASS_NAMES, image_size=(args.image_size,) * 2,
+                                                  batch_size=args.batch_size, seed=data.SEED, verbose=False)
+    augmented = keras.Sequential([keras.Input(model.input_shape[1:]), keras.layers.RandomRotation(0.05),
+                                  keras.layers.RandomContrast(0.2), keras.layers.RandomFlip("horizontal"), model])
+    return ds.repeat(), augmented
+
+
+def train_worker(args):
+    """Runs in its own process: steady-state training images/s of one pipeline, and peak memory."""
+    import keras
+
+    import model as model_lib
+
+    root = data.find_dataset(args.data_dir)
+    model = model_lib.build_model(image_size=args.image_size, weights="none")
+    if args.worker == "project":
+        ds = project_pipeline(args, root)
+    else:
+        ds, model = baseline_pipeline(args, root, model)
+    model_lib.compile_model(model, 1e-3)
+    seconds = []
+
+    class Timer(keras.callbacks.Callback):
+        def on_epoch_begin(self, epoch, logs=None):
+            self.start = time.perf_counter()
+
+        def on_epoch_end(self, epoch, logs=None):
+            seconds.append(time.perf_counter() - self.start)
+
+    model.fit(ds, epochs=args.repeats + 1, steps_per_epoch=args.steps, callbacks=[Timer()], verbose=0)
+    rates = [args.steps * args.batch_size / s for s in seconds[1:]]  # the first run warms up (tracing)
+    print(json.dumps({"images_per_s": statistics.median(rates), "runs": rates, "peak_memory_mb": peak_memory_mb()}))
+
+
+def run_worker(args, pipeline):
+    command = [sys.executable, os.path.abspath(__file__), "--worker", pipeline, "--steps", str(args.steps),
+               "--repeats", str(args.repeats), "--batch-size", str(args.batch_size),
+               "--image-size", str(args.image_size)]
+    command += ["--data-dir", args.data_dir] if args.data_dir else []
+    command += ["--max-per-class", str(args.max_per_class)] if args.max_per_class and pipeline == "project" else []
+    result = subprocess.run(command, capture_output=True, text=True)
+    if result.returncode != 0:
+        raise SystemExit(f"the {pipeline} benchmark failed:\n{result.stderr[-3000:]}")
+    return json.loads(result.stdout.strip().splitlines()[-1])
+
+
+def timed(function, repeats):
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        function()
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
+def inference(args, root, workdir):
+    """Batch throughput (Keras, LiteRT) and cold CLI latency (LiteRT, Keras, the original's way)."""
+    import numpy as np
+
+    import export
+    import model as model_lib
+
+    model_path = os.path.join(workdir, "model.h5")
+    model = model_lib.build_model(image_size=args.image_size, weights="none")
+    model_lib.save_model(model, model_path, {"class_names": data.CLASS_NAMES, "image_size": args.image_size,
+                                             "resize": data.DEFAULT_RESIZE})
+    tflite_path, _ = export.export(model_path, export_dir=workdir)
+    entries = data.list_images(root, args.max_per_class, log=lambda m: None)[:1024]
+    images = data.decode_images(root, entries, args.image_size, log=lambda m: None)[0].astype(np.float32)
+    keras_model = model_lib.load_model(model_path)[0]
+    keras_model.predict(images[:64], verbose=0)  # trace once
+    litert = export.load_litert(tflite_path)[0]
+    image = os.path.abspath(os.path.join(root, entries[0][0]))
+
+    def cli(*command):
+        return timed(lambda: subprocess.run(command, check=True, capture_output=True, cwd=workdir), CLI_RUNS)
+
+    return {
+        "infer_images_per_s": len(images) / timed(lambda: keras_model.predict(images, batch_size=64, verbose=0),
+                                                  args.repeats),
+        "litert_infer_images_per_s": len(images) / timed(lambda: litert.predict(images), args.repeats),
+        "cli_latency_s": cli(sys.executable, os.path.join(HERE, "test.py"), "-img", image, "--model", tflite_path),
+        "cli_latency_keras_s": cli(sys.executable, os.path.join(HERE, "test.py"), "-img", image, "--model", model_path),
+        "baseline_cli_latency_s": cli(sys.executable, "-c", ORIGINAL_PREDICT.format(
+            here=HERE, model=model_path, image=image, size=args.image_size)),
+        "tflite_mb": os.path.getsize(tflite_path) / 1e6,
+    }
+
+
+def devices():
+    import tensorflow as tf
+
+    gpus = tf.config.list_physical_devices("GPU")
+    return f"{len(gpus)} GPU(s)" if gpus else f"CPU only, {os.cpu_count()} cores"
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    if args.worker:
+        return train_worker(args)
+    root = data.find_dataset(args.data_dir)
+    project = run_worker(args, "project")
+    baseline = run_worker(args, "baseline")
+    n_train = round(len(data.list_images(root, args.max_per_class, log=lambda m: None)) * (1 - data.VAL_FRACTION))
+    with tempfile.TemporaryDirectory() as workdir:
+        infer = inference(args, root, workdir)
+    result = {
+        "train_images_per_s": project["images_per_s"],
+        "baseline_train_images_per_s": baseline["images_per_s"],
+        "train_speedup": project["images_per_s"] / baseline["images_per_s"],
+        "seconds_per_epoch": n_train / project["images_per_s"],
+        "baseline_seconds_per_epoch": n_train / baseline["images_per_s"],
+        "peak_memory_mb": project["peak_memory_mb"],
+        "baseline_peak_memory_mb": baseline["peak_memory_mb"],
+        "train_runs": project["runs"], "baseline_train_runs": baseline["runs"],
+        **infer,
+        "batch_size": args.batch_size, "image_size": args.image_size, "steps": args.steps, "repeats": args.repeats,
+        "device": devices(),
+    }
+    if args.json:
+        print(json.dumps(result))
+        return 0
+    print(f"Device: {result['device']}; batch {args.batch_size}, {args.image_size}x{args.image_size}, "
+          f"medians of {args.repeats} runs of {args.steps} steps")
+    print(f"Training   project {result['train_images_per_s']:.1f} images/s ({result['seconds_per_epoch']:.0f} s/epoch, "
+          f"{result['peak_memory_mb']:.0f} MB peak)  baseline {result['baseline_train_images_per_s']:.1f} images/s "
+          f"({result['baseline_seconds_per_epoch']:.0f} s/epoch, {result['baseline_peak_memory_mb']:.0f} MB peak)  "
+          f"speed-up {result['train_speedup']:.2f}x")
+    print(f"Inference  Keras {result['infer_images_per_s']:.0f} images/s, LiteRT {result['litert_infer_images_per_s']:.0f} "
+          f"images/s")
+    print(f"CLI        test.py with .tflite {result['cli_latency_s']:.2f} s, with .h5 {result['cli_latency_keras_s']:.2f} s, "
+          f"original way {result['baseline_cli_latency_s']:.2f} s")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,61 @@
+"""Two training processes on 127.0.0.1 (JAX backend, CPU) train together as one data-parallel job."""
+
+import json
+import os
+import socket
+import subprocess
+import sys
+
+import h5py
+import numpy as np
+import pytest
+
+from conftest import REPO, TEST_IMAGE_SIZE
+
+pytest.importorskip("jax", reason="multi-process training runs on the JAX backend")
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def saved_weights(path):
+    arrays = {}
+    with h5py.File(path, "r") as f:
+        f["model_weights"].visititems(lambda name, obj: arrays.update({name: obj[()]})
+                                      if isinstance(obj, h5py.Dataset) else None)
+    return arrays
+
+
+def test_two_processes_train_on_their_own_shards_to_identical_weights(tmp_path, tiny_english):
+    port, processes = free_port(), []
+    for i in range(2):
+        workdir = tmp_path / f"host{i}"
+        workdir.mkdir()
+        os.symlink(tiny_english, workdir / "English")
+        env = {k: v for k, v in os.environ.items() if k != "DISPLAY"}
+        env.update(KERAS_BACKEND="jax", KERAS_DISTRIBUTION_JOB_ADDRESSES=f"127.0.0.1:{port}",
+                   KERAS_DISTRIBUTION_NUM_PROCESSES="2", KERAS_DISTRIBUTION_PROCESS_ID=str(i))
+        processes.append(subprocess.Popen(
+            [sys.executable, os.path.join(REPO, "train.py"), "--weights", "none", "--epochs", "1",
+             "--image-size", TEST_IMAGE_SIZE, "--batch-size", "4", "--max-per-class", "2"],
+            cwd=workdir, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True))
+    outputs = [p.communicate(timeout=600)[0] for p in processes]
+    for p, output in zip(processes, outputs):
+        assert p.returncode == 0, output[-3000:]
+
+    hosts = [tmp_path / "host0", tmp_path / "host1"]
+    shards = [json.loads((host / "saved" / f"shard-{i}.json").read_text()) for i, host in enumerate(hosts)]
+    split = json.loads((hosts[0] / "saved" / "split.json").read_text())
+    assert len(shards[0]) == len(shards[1]) == len(split["train"]) // 2
+    assert not set(shards[0]) & set(shards[1]) and set(shards[0]) | set(shards[1]) <= set(split["train"])
+    assert "Process 1 of 2: training on 31 of 62 images" in outputs[1]
+
+    first, second = (saved_weights(host / "saved" / "model" / "model_new.h5") for host in hosts)
+    assert first.keys() == second.keys() and len(first) > 300
+    for name in first:
+        np.testing.assert_array_equal(first[name], second[name], err_msg=name)
+    info = json.loads((hosts[0] / "saved" / "model" / "model_new.json").read_text())
+    assert info["devices"]["backend"] == "jax" and info["devices"]["processes"] == 2
