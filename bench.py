@@ -61,7 +61,7 @@ def peak_memory_mb():
 
 def project_pipeline(args, root):
     entries = data.list_images(root, args.max_per_class, log=lambda m: None)
-    images, labels, _ = data.decode_images(root, entries, args.image_size, log=lambda m: None)
+    images, labels, _ = data.decode_images(root, entries, args.image_size, log=lambda m: None, progress=False)
     return data.make_dataset(images, labels, args.batch_size, training=True, augment=data.augmenter()).repeat()
 
 
@@ -139,7 +139,7 @@ def inference(args, root, workdir):
                                              "resize": data.DEFAULT_RESIZE})
     tflite_path, _ = export.export(model_path, export_dir=workdir)
     entries = data.list_images(root, args.max_per_class, log=lambda m: None)[:1024]
-    images = data.decode_images(root, entries, args.image_size, log=lambda m: None)[0].astype(np.float32)
+    images = data.decode_images(root, entries, args.image_size, log=lambda m: None, progress=False)[0].astype(np.float32)
     keras_model = model_lib.load_model(model_path)[0]
     keras_model.predict(images[:64], verbose=0)  # trace once
     litert = export.load_litert(tflite_path)[0]

@@ -286,11 +286,13 @@ def fingerprint(root, entries, size, resize):
     return digest.hexdigest()
 
 
-def decode_images(root, entries, size=IMAGE_SIZE, resize=DEFAULT_RESIZE, cache_dir=CACHE_DIR, log=print):
+def decode_images(root, entries, size=IMAGE_SIZE, resize=DEFAULT_RESIZE, cache_dir=CACHE_DIR, log=print,
+                  progress=True):
     """Decode entries to (images uint8 [N,size,size,3], labels int32 [N], kept relative paths).
 
     Unreadable files are reported by name and skipped. The result is cached in cache_dir under
     the fingerprint of the files and settings, so a second run reads one file instead of every PNG.
+    A progress bar on stdout shows the decoding unless progress is False.
     """
     key = fingerprint(root, entries, size, resize)
     cache_path = os.path.join(cache_dir, f"images-{size}px-{resize}-{key[:16]}.npz") if cache_dir else None
@@ -308,14 +310,14 @@ def decode_images(root, entries, size=IMAGE_SIZE, resize=DEFAULT_RESIZE, cache_d
     images = np.zeros((len(entries), size, size, 3), dtype=np.uint8)
     kept, skipped = [], []
     log(f"Decoding {len(entries)} images from {root} at {size}x{size} ({resize})")
-    progress = Progbar(len(entries), unit_name="image")
+    bar = Progbar(len(entries), unit_name="image", verbose=1 if progress else 0)
     for i, (relpath, label) in enumerate(entries):
         try:
             images[len(kept)] = load_image(os.path.join(root, relpath), size, resize)
             kept.append((relpath, label))
         except UnreadableImage as e:
             skipped.append(str(e))
-        progress.update(i + 1)
+        bar.update(i + 1)
     report_skipped(skipped, log)
     if not kept:
         raise DatasetError(f"none of the {len(entries)} images in {root} could be read")

@@ -106,12 +106,26 @@ def compile_model(model, learning_rate, jit_compile=False):
     )
 
 
+def float32_copy(model):
+    """The model in float32: one trained in mixed precision is rebuilt, so that it runs the same on CPUs."""
+    if model.dtype_policy.name == "float32":
+        return model
+    policy = keras.config.dtype_policy()
+    keras.config.set_dtype_policy("float32")
+    try:
+        copy = build_model(model.output_shape[-1], model.input_shape[1], weights="none")
+    finally:
+        keras.config.set_dtype_policy(policy)
+    copy.set_weights(model.get_weights())
+    return copy
+
+
 def save_model(model, path, info):
-    """Save model.h5 (without optimizer state) and model.json, each through a temporary file."""
+    """Save model.h5 (float32, without optimizer state) and model.json, each through a temporary file."""
     os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
     tmp = os.path.join(os.path.dirname(path) or ".", f".tmp-{os.getpid()}-{os.path.basename(path)}")
     try:
-        model.save(tmp, include_optimizer=False)
+        float32_copy(model).save(tmp, include_optimizer=False)
         os.replace(tmp, path)
     finally:
         if os.path.exists(tmp):

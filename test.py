@@ -249,7 +249,8 @@ def run_eval(args):
     print(f"Model: {model_path}", file=sys.stderr)
     root, entries = eval_entries(args, info)
     log = (lambda m: print(m, file=sys.stderr)) if args.json else print
-    images, labels, _ = data.decode_images(root, entries, info["image_size"], info["resize"], log=log)
+    images, labels, _ = data.decode_images(root, entries, info["image_size"], info["resize"], log=log,
+                                           progress=not args.json)
     probabilities = model.predict(images.astype(np.float32), batch_size=64, verbose=0 if args.json else "auto")
     report = metrics(labels, probabilities)
     os.makedirs(IMGS_DIR, exist_ok=True)

@@ -79,9 +79,11 @@ def test_eval_scores_exactly_the_validation_split(trained):
     assert 0 <= report["top5"] <= 1
 
 
-def test_eval_of_a_folder(trained, tiny_english):
+def test_eval_of_a_folder_prints_only_json(trained, tiny_english, tmp_path):
     workdir, _ = trained
-    result = run("test.py", "--eval", tiny_english, "--json", cwd=workdir)
+    other = tmp_path / "other"
+    shutil.copytree(os.path.join(tiny_english, data.GOODIMG_SUBDIR), other)  # not decoded before: no cache
+    result = run("test.py", "--eval", other, "--json", cwd=workdir)
     assert result.returncode == 0, result.stderr
     assert json.loads(result.stdout)["n"] == 62 * 4
 

@@ -91,3 +91,18 @@ def test_case_insensitive_accuracy_folds_letter_case():
     y_pred = np.eye(data.NUM_CLASSES)[[char("C"), char("C"), char("O"), char("O")]]
     scores = keras.ops.convert_to_numpy(model_lib.case_insensitive_accuracy(y_true, y_pred))
     np.testing.assert_array_equal(scores, [1, 1, 0, 1])
+
+
+def test_a_mixed_precision_model_is_saved_in_float32(tmp_path):
+    keras.config.set_dtype_policy("mixed_float16")
+    try:
+        mixed = model_lib.build_model(image_size=SIZE, weights="none")
+    finally:
+        keras.config.set_dtype_policy("float32")
+    assert mixed.get_layer("resnet50").dtype_policy.name == "mixed_float16"
+    path = str(tmp_path / "m.h5")
+    model_lib.save_model(mixed, path, {"class_names": data.CLASS_NAMES, "image_size": SIZE, "resize": "pad"})
+    loaded, _ = model_lib.load_model(path)
+    assert {layer.dtype_policy.name for layer in loaded.get_layer("resnet50").layers} == {"float32"}
+    x = np.random.default_rng(2).uniform(0, 255, (2, SIZE, SIZE, 3)).astype(np.float32)
+    np.testing.assert_allclose(loaded.predict(x, verbose=0), mixed.predict(x, verbose=0), atol=2e-2)
