@@ -2,6 +2,7 @@
 
     python export.py                                  # saved/model/model_new.h5
     python export.py --model saved/model/other.h5 --check
+    python export.py --float16 saved/model/chars74k_resnet50_fp16.h5   # a compact copy to ship
     python test.py -img /Sample008/img008-00019.png --model saved/model/model_new.tflite
 
 Writes saved/model/<name>.tflite beside the .h5 (both use <name>.json) and saved/export/<name>/
@@ -78,6 +79,29 @@ def export(model_path, export_dir=EXPORT_DIR):
     return tflite_path, saved_model_dir
 
 
+def float16_copy(model_path, output):
+    """Copy a Keras .h5 with its weights stored as float16 (half the size); Keras casts them back to
+    float32 when it loads the file, so the copy loads like any model saved by train.py."""
+    import h5py
+
+    def copy(name, item):
+        if isinstance(item, h5py.Dataset):
+            values = item[()]
+            target.create_dataset(name, data=values.astype(np.float16) if values.dtype == np.float32 else values)
+        else:
+            target.require_group(name)
+        target[name].attrs.update(item.attrs)
+
+    tmp = os.path.join(os.path.dirname(output) or ".", f".tmp-{os.getpid()}-{os.path.basename(output)}")
+    with h5py.File(model_path, "r") as source, h5py.File(tmp, "w") as target:
+        target.attrs.update(source.attrs)
+        source.visititems(copy)
+    os.replace(tmp, output)
+    info = data.read_model_info(model_path)
+    data.write_model_info(output, {**info, "weights_stored_as": "float16", "exported_from": model_path})
+    return output
+
+
 def agreement(model_path, tflite_path, data_dir=None):
     """How often the Keras model and the LiteRT file give the same class on the validation images."""
     import model as model_lib
@@ -102,8 +126,13 @@ def main(argv=None):
     parser.add_argument("--model", default=os.path.join(data.SAVED_DIR, "model", "model_new.h5"))
     parser.add_argument("--check", action="store_true", help="compare LiteRT and Keras on the validation images")
     parser.add_argument("--data-dir", help="the dataset for --check (default: the one in saved/split.json)")
+    parser.add_argument("--float16", metavar="OUTPUT.h5",
+                        help="also write a copy of the .h5 with float16 weights (half the size), as shipped models are")
     args = parser.parse_args(argv)
     try:
+        if args.float16:
+            float16_copy(args.model, args.float16)
+            print(f"float16 copy: {args.float16} ({os.path.getsize(args.float16) / 1e6:.1f} MB)")
         tflite_path, saved_model_dir = export(args.model)
         print(f"LiteRT: {tflite_path} ({os.path.getsize(tflite_path) / 1e6:.1f} MB)")
         print(f"SavedModel: {saved_model_dir}")

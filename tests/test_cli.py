@@ -149,10 +149,18 @@ def test_missing_dataset_folder(tmp_path):
 
 def test_export_to_litert_and_savedmodel_then_predict_without_tensorflow(trained):
     workdir, _ = trained
-    result = run("export.py", "--check", cwd=workdir)
+    compact = workdir / "saved" / "model" / "compact_fp16.h5"
+    result = run("export.py", "--check", "--float16", compact, cwd=workdir)
     assert result.returncode == 0, result.stdout + result.stderr
     assert "LiteRT gives the Keras model's class for 100.00%" in result.stdout
     assert (workdir / "saved" / "export" / "model_new" / "saved_model.pb").exists()
+    full = workdir / "saved" / "model" / "model_new.h5"
+    assert compact.stat().st_size < 0.55 * full.stat().st_size
+    reports = [json.loads(run("test.py", "--eval", "--json", "--model", path, cwd=workdir).stdout)
+               for path in (full, compact)]
+    assert reports[0]["accuracy"] == reports[1]["accuracy"] and reports[0]["top5"] == reports[1]["top5"]
+    compact.unlink()
+    compact.with_suffix(".json").unlink()
 
     tflite = workdir / "saved" / "model" / "model_new.tflite"
     lite = run("test.py", "-img", SAMPLE, "--model", tflite, "--top", "2", cwd=workdir)
