@@ -130,3 +130,22 @@ def test_model_with_other_classes_is_refused(tmp_path):
         json.dump({"image_size": 32}, f)
     with pytest.raises(model_lib.ModelError, match="not a model description"):
         model_lib.load_model(path)
+
+
+def test_a_model_that_would_run_code_is_refused(tmp_path):
+    import keras
+
+    import model as model_lib
+
+    ran = str(tmp_path / "ran")
+    hostile = keras.Sequential([keras.Input((32, 32, 3)),
+                                keras.layers.Lambda(lambda x: x if open(ran, "w").close() is None else x),
+                                keras.layers.Flatten(), keras.layers.Dense(62, activation="softmax")])
+    os.remove(ran)
+    path = str(tmp_path / "hostile.h5")
+    hostile.save(path)
+    with open(tmp_path / "hostile.json", "w") as f:
+        json.dump({"class_names": data.CLASS_NAMES, "image_size": 32, "resize": "pad"}, f)
+    with pytest.raises(model_lib.ModelError, match="Lambda"):
+        model_lib.load_model(path)
+    assert not os.path.exists(ran)
