@@ -44,7 +44,7 @@ def backbone(image_size, weights):
         raise ModelError(
             f"could not load the ImageNet weights for ResNet50 ({e}). Train from scratch with "
             "--weights none, or pass --weights PATH to a local ResNet50 (no top) weights file "
-            "or a model saved by train.py"
+            "or a model saved by train.py; fully offline: python train.py --data synthetic --weights none"
         ) from None
 
 

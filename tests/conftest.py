@@ -30,9 +30,9 @@ def make_dataset(folder, per_class=3, classes=data.CLASS_NAMES, seed=0):
     return os.path.join(folder, "English")
 
 
-def run(script, *args, cwd, timeout=600):
-    """Run one of the project's scripts in cwd, as a user would from a shell."""
-    env = {k: v for k, v in os.environ.items() if k != "DISPLAY"}
+def run(script, *args, cwd, timeout=600, env=None):
+    """Run one of the project's scripts in cwd, as a user would from a shell (env: variables to add)."""
+    env = {**{k: v for k, v in os.environ.items() if k != "DISPLAY"}, **(env or {})}
     return subprocess.run([sys.executable, os.path.join(REPO, script), *map(str, args)], cwd=cwd,
                           capture_output=True, text=True, timeout=timeout, env=env)
 

@@ -6,6 +6,7 @@ import json
 import os
 import re
 import shutil
+import socket
 import subprocess
 import sys
 
@@ -173,3 +174,28 @@ def test_export_to_litert_and_savedmodel_then_predict_without_tensorflow(trained
                               "--model", str(tflite)], cwd=workdir, capture_output=True, text=True)
     assert imports.returncode == 0 and "ai_edge_litert" in imports.stderr
     assert not re.search(r"\| +(tensorflow|keras)$", imports.stderr, re.M)
+
+
+def test_offline_synthetic_training_renders_fonts_and_trains(tmp_path):
+    result = run("train.py", "--data", "synthetic", "--synthetic-per-class", "3", "--weights", "none",
+                 "--epochs", "1", "--image-size", TEST_IMAGE_SIZE, "--batch-size", "8", cwd=tmp_path)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "Training on 124 images, validating on 62 (62 classes)" in result.stdout
+    assert len(os.listdir(tmp_path / "saved" / "synthetic" / "English" / data.GOODIMG_SUBDIR)) == 62
+    assert (tmp_path / "saved" / "model" / "model_new.h5").exists()
+
+
+def network_reaches(host):
+    try:
+        socket.create_connection((host, 443), timeout=3).close()
+        return True
+    except OSError:
+        return False
+
+
+@pytest.mark.skipif(network_reaches("storage.googleapis.com"), reason="online: the ImageNet weights would download")
+def test_imagenet_weights_offline_say_what_to_do(tmp_path, tiny_english):
+    result = run("train.py", "--data-dir", tiny_english, "--epochs", "1", cwd=tmp_path,
+                 env={"HOME": str(tmp_path), "KERAS_HOME": str(tmp_path / ".keras")})
+    assert_user_error(result, "could not load the ImageNet weights")
+    assert "--weights none" in result.stderr and "--data synthetic" in result.stderr
