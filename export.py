@@ -15,6 +15,7 @@ without importing TensorFlow, so a prediction starts in a fraction of a second.
 
 import argparse
 import os
+import shutil
 import sys
 
 import numpy as np
@@ -80,8 +81,11 @@ def export(model_path, export_dir=EXPORT_DIR):
 
 
 def float16_copy(model_path, output):
-    """Copy a Keras .h5 with its weights stored as float16 (half the size); Keras casts them back to
-    float32 when it loads the file, so the copy loads like any model saved by train.py."""
+    """Copy a Keras .h5 with its weights stored as float16 (half the size), with its JSON and split.
+
+    Keras casts the weights back to float32 when it loads the file, so the copy loads like any
+    model saved by train.py.
+    """
     import h5py
 
     def copy(name, item):
@@ -99,6 +103,8 @@ def float16_copy(model_path, output):
     os.replace(tmp, output)
     info = data.read_model_info(model_path)
     data.write_model_info(output, {**info, "weights_stored_as": "float16", "exported_from": model_path})
+    if os.path.exists(data.SPLIT_PATH):  # a shipped model keeps the split it was measured on
+        shutil.copy(data.SPLIT_PATH, os.path.splitext(output)[0] + ".split.json")
     return output
 
 

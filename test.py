@@ -4,6 +4,7 @@
     python test.py -img photo.png other.jpg --top 3    # any image files, the 3 best classes of each
     python test.py -img some/folder --save imgs/prediction.png
     python test.py --eval                               # the validation images of saved/split.json
+                                                        # (of <model>.split.json for a shipped model)
     python test.py --eval ../other/English --json       # every image of a SampleNNN folder tree, as JSON
 
 The model defaults to saved/model/model_new.h5, else the model shipped in saved/model/; a .tflite
@@ -56,8 +57,9 @@ def default_model():
     """model_new.h5 if there is one, else a model shipped in saved/model/ (one with its JSON beside it)."""
     if os.path.exists(DEFAULT_MODEL):
         return DEFAULT_MODEL
-    shipped = [path for path in sorted(glob.glob(os.path.join(os.path.dirname(DEFAULT_MODEL), "*.h5")))
-               if os.path.exists(os.path.splitext(path)[0] + ".json")]
+    shipped_dir = os.path.join(os.path.dirname(os.path.abspath(__file__)), "saved", "model")
+    shipped = [os.path.relpath(path) for path in sorted(glob.glob(os.path.join(shipped_dir, "*.h5")))
+               if os.path.exists(data.info_path(path))]
     return shipped[0] if shipped else DEFAULT_MODEL
 
 
@@ -165,16 +167,23 @@ def run_predictions(args):
 
 # ---------------------------------------------------------------- evaluation
 
-def eval_entries(args, info):
+def split_of(model_path):
+    """A shipped model's own split (<model>.split.json) if it has one, else saved/split.json."""
+    beside = os.path.splitext(model_path)[0] + ".split.json"
+    return beside if os.path.exists(beside) else data.SPLIT_PATH
+
+
+def eval_entries(args, model_path, info):
     """(class root, entries) to score: the model's validation split, or a whole folder."""
     if args.eval == "split":
-        split = data.load_split()
+        split_path = split_of(model_path)
+        split = data.load_split(split_path)
         if split["val"] and info.get("split", {}).get("n_val") not in (None, len(split["val"])):
-            print(f"warning: {data.SPLIT_PATH} is not the split this model was trained with", file=sys.stderr)
+            print(f"warning: {split_path} is not the split this model was trained with", file=sys.stderr)
         root = data.class_root(args.data_dir) if args.data_dir != data.DATA_DIR else None
         root = root or data.class_root(split["data_dir"]) or data.class_root(args.data_dir)
         if root is None:
-            raise InputError(f"the dataset of {data.SPLIT_PATH} is not at {split['data_dir']}: pass --data-dir")
+            raise InputError(f"the dataset of {split_path} is not at {split['data_dir']}: pass --data-dir")
         return root, data.split_entries(split["val"])
     root = data.class_root(args.eval)
     if root is None:
@@ -247,7 +256,7 @@ def run_eval(args):
     model_path = args.model or default_model()
     model, info = load(model_path)
     print(f"Model: {model_path}", file=sys.stderr)
-    root, entries = eval_entries(args, info)
+    root, entries = eval_entries(args, model_path, info)
     log = (lambda m: print(m, file=sys.stderr)) if args.json else print
     images, labels, _ = data.decode_images(root, entries, info["image_size"], info["resize"], log=log,
                                            progress=not args.json)

@@ -105,8 +105,10 @@ def test_bad_images_are_one_line_each_and_the_good_ones_still_predicted(trained,
 
 def test_no_model_yet(tmp_path, tiny_english):
     os.symlink(tiny_english, tmp_path / "English")
-    assert_user_error(run("test.py", "-img", SAMPLE, cwd=tmp_path), "no model at")
-    assert_user_error(run("test.py", "--eval", cwd=tmp_path), "no model at")
+    missing = tmp_path / "saved" / "model" / "model_new.h5"
+    assert_user_error(run("test.py", "-img", SAMPLE, "--model", missing, cwd=tmp_path), "no model at")
+    assert_user_error(run("test.py", "--eval", "--model", missing, cwd=tmp_path), "no model at")
+    assert_user_error(run("test.py", "-img", SAMPLE, "--model", tmp_path / "none.tflite", cwd=tmp_path), "no model at")
 
 
 def test_models_that_do_not_fit(trained, tmp_path):
@@ -160,8 +162,10 @@ def test_export_to_litert_and_savedmodel_then_predict_without_tensorflow(trained
     reports = [json.loads(run("test.py", "--eval", "--json", "--model", path, cwd=workdir).stdout)
                for path in (full, compact)]
     assert reports[0]["accuracy"] == reports[1]["accuracy"] and reports[0]["top5"] == reports[1]["top5"]
-    compact.unlink()
-    compact.with_suffix(".json").unlink()
+    assert json.loads((workdir / "saved" / "model" / "compact_fp16.split.json").read_text())["val"] == \
+        json.loads((workdir / "saved" / "split.json").read_text())["val"]
+    for path in compact.parent.glob("compact_fp16.*"):
+        path.unlink()
 
     tflite = workdir / "saved" / "model" / "model_new.tflite"
     lite = run("test.py", "-img", SAMPLE, "--model", tflite, "--top", "2", cwd=workdir)
