@@ -31,8 +31,6 @@ class LiteRTModel:
     def __init__(self, path):
         from ai_edge_litert.interpreter import Interpreter
 
-        if not os.path.isfile(path):
-            raise data.ModelError(f"no model at {path}: export one with `python export.py`")
         try:
             with data.silenced_stderr():  # LiteRT announces its XNNPACK delegate on stderr
                 self.interpreter = Interpreter(model_path=path, num_threads=os.cpu_count())
@@ -58,6 +56,8 @@ class LiteRTModel:
 
 def load_litert(path):
     """(model, info) for a .tflite file and the JSON beside it; raises data.ModelError."""
+    if not os.path.isfile(path):
+        raise data.ModelError(f"no model at {path}: export one with `python export.py`")
     info = data.read_model_info(path)
     model = LiteRTModel(path)
     data.check_model_shape(path, info, model.input_shape, model.num_outputs)
