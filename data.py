@@ -56,7 +56,7 @@ NON_TEXT_FONTS = ("LastResort", "cmex10", "cmsy10")  # map letters to placeholde
 MIRROR_SYMMETRIC = "08AHIMOTUVWXYilovwx"
 MIRROR_PAIRS = {"b": "d", "d": "b", "p": "q", "q": "p"}
 
-# Decompression bombs: Pillow raises DecompressionBombError above twice this many pixels.
+# Decompression bombs: read_image refuses images of more pixels than this (a 12 MP photo is fine).
 Image.MAX_IMAGE_PIXELS = 64_000_000
 CACHE_FORMAT = 1  # bump when decoding changes, so old caches are rebuilt
 
