@@ -477,7 +477,7 @@ def make_dataset(images, labels, batch_size, training=False, augment=None, seed=
         ds = ds.shuffle(len(images), seed=seed, reshuffle_each_iteration=True)
     ds = ds.batch(batch_size).map(lambda x, y: (tf.cast(x, tf.float32), y))
     if augment is not None:
-        ds = ds.map(augment, num_parallel_calls=2)
+        ds = ds.map(augment, num_parallel_calls=os.cpu_count())
     options = tf.data.Options()
     options.autotune.enabled = False  # autotuning stalls model.fit for seconds at every epoch end
     return ds.prefetch(2).with_options(options)
