@@ -34,6 +34,7 @@ class LiteRTModel:
         try:
             with data.silenced_stderr():  # LiteRT announces its XNNPACK delegate on stderr
                 self.interpreter = Interpreter(model_path=path, num_threads=os.cpu_count())
+                self.interpreter.allocate_tensors()
         except (ValueError, RuntimeError) as e:
             raise data.ModelError(f"cannot load {path} as a LiteRT model: {str(e).splitlines()[0]}") from None
         self.input = self.interpreter.get_input_details()[0]
@@ -45,9 +46,10 @@ class LiteRTModel:
         results = []
         for start in range(0, len(images), batch_size):
             batch = np.ascontiguousarray(images[start: start + batch_size], dtype=np.float32)
-            self.interpreter.resize_tensor_input(self.input["index"], batch.shape)
-            with data.silenced_stderr():
-                self.interpreter.allocate_tensors()
+            if tuple(self.interpreter.get_input_details()[0]["shape"]) != batch.shape:
+                self.interpreter.resize_tensor_input(self.input["index"], batch.shape)
+                with data.silenced_stderr():
+                    self.interpreter.allocate_tensors()  # only when the batch shape changes
             self.interpreter.set_tensor(self.input["index"], batch)
             self.interpreter.invoke()
             results.append(self.interpreter.get_tensor(self.output["index"]).copy())
