@@ -59,3 +59,36 @@ def test_two_processes_train_on_their_own_shards_to_identical_weights(tmp_path, 
         np.testing.assert_array_equal(first[name], second[name], err_msg=name)
     info = json.loads((hosts[0] / "saved" / "model" / "model_new.json").read_text())
     assert info["devices"]["backend"] == "jax" and info["devices"]["processes"] == 2
+
+
+MIRRORED_TRAIN = """
+import sys
+import tensorflow as tf
+
+cpu = tf.config.list_physical_devices("CPU")[0]
+tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
+sys.path.insert(0, {repo!r})
+import train
+
+strategy = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
+train.setup_devices = lambda args: (strategy.scope, strategy.num_replicas_in_sync, 0, 1, False)
+sys.exit(train.main(sys.argv[1:]))
+"""
+
+
+def test_mirrored_strategy_trains_with_the_batch_scaled_by_the_replicas(tmp_path, tiny_english):
+    """What train.py does with several GPUs, on two logical CPUs (no GPU here): 2 replicas of batch 4."""
+    os.symlink(tiny_english, tmp_path / "English")
+    result = subprocess.run(
+        [sys.executable, "-c", MIRRORED_TRAIN.format(repo=REPO), "--weights", "none", "--epochs", "1",
+         "--image-size", TEST_IMAGE_SIZE, "--batch-size", "4", "--max-per-class", "2"],
+        cwd=tmp_path, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    assert "Training on 62 images" in result.stdout
+    assert "8/8" in result.stdout  # 62 images in global batches of 2 x 4, not 16 steps of 4
+
+    info = json.loads((tmp_path / "saved" / "model" / "model_new.json").read_text())
+    assert info["devices"]["replicas"] == 2
+    predicted = subprocess.run([sys.executable, os.path.join(REPO, "test.py"), "-img", "/Sample008/img008-00001.png"],
+                               cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    assert predicted.returncode == 0 and predicted.stdout.startswith("Sample"), predicted.stderr
