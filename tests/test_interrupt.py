@@ -9,6 +9,7 @@ import threading
 import time
 
 import h5py
+import pytest
 
 from conftest import REPO, TEST_IMAGE_SIZE, run
 
@@ -95,3 +96,22 @@ def test_ctrl_c_keeps_the_best_model_history_and_figures(tmp_path, tiny_english)
     assert (tmp_path / "saved" / "model" / "model_new.h5").exists()
     assert (tmp_path / "imgs" / "training.png").exists()
     assert epochs_done(tmp_path) >= 1 and "Best epoch" in stdout
+
+
+def test_first_ctrl_c_is_noted_until_a_batch_ends_and_a_second_one_interrupts_at_once():
+    import train
+
+    stop = train.StopOnCtrlC()
+    stop.on_train_begin()
+    try:
+        os.kill(os.getpid(), signal.SIGINT)
+        time.sleep(0.1)  # the handler runs, and raises nothing
+        assert stop.requested
+        with pytest.raises(KeyboardInterrupt):
+            stop.on_train_batch_end(0)
+        with pytest.raises(KeyboardInterrupt):
+            os.kill(os.getpid(), signal.SIGINT)
+            time.sleep(1)
+    finally:
+        stop.restore()
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
