@@ -104,14 +104,13 @@ def test_first_ctrl_c_is_noted_until_a_batch_ends_and_a_second_one_interrupts_at
     stop = train.StopOnCtrlC()
     stop.on_train_begin()
     try:
-        os.kill(os.getpid(), signal.SIGINT)
-        time.sleep(0.1)  # the handler runs, and raises nothing
+        signal.raise_signal(signal.SIGINT)  # in this thread, so the handler runs before the call returns
         assert stop.requested
+        assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
         with pytest.raises(KeyboardInterrupt):
             stop.on_train_batch_end(0)
         with pytest.raises(KeyboardInterrupt):
-            os.kill(os.getpid(), signal.SIGINT)
-            time.sleep(1)
+            signal.raise_signal(signal.SIGINT)
     finally:
         stop.restore()
     assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
