@@ -25,7 +25,6 @@ import json
 import platform
 import shutil
 import os
-import signal
 import sys
 import time
 
@@ -202,34 +201,6 @@ class BestModelSaver(keras.callbacks.Callback):
             model_lib.save_model(self.model, self.path, self.info)
 
 
-class StopOnCtrlC(keras.callbacks.Callback):
-    """Ctrl-C (SIGINT) stops training with KeyboardInterrupt at the next batch end; a second one at once.
-
-    Python's own handler raises KeyboardInterrupt wherever the main thread happens to be, and
-    there it was seen to vanish now and then, training on. This handler only takes note; the
-    interruption is raised at a batch end, from this callback.
-    """
-
-    requested, default_handler = False, None
-
-    def on_train_begin(self, logs=None):
-        self.default_handler = signal.signal(signal.SIGINT, self.request)
-
-    def request(self, signum, frame):
-        self.requested = True
-        self.restore()
-
-    def restore(self):
-        if self.default_handler is not None:
-            signal.signal(signal.SIGINT, self.default_handler)
-
-    def stop_if_requested(self, *args, **kwargs):
-        if self.requested:
-            raise KeyboardInterrupt
-
-    on_train_batch_end = on_test_batch_end = on_epoch_end = stop_if_requested
-
-
 def previous_best(path):
     try:
         return data.read_model_info(path)["metrics"]["val_accuracy"]
@@ -324,14 +295,13 @@ def train(args):
             os.remove(HISTORY_PATH)
     elif not os.path.exists(os.path.join(BACKUP_DIR, "training_metadata.json")):
         print(f"Nothing to resume in {BACKUP_DIR}: starting from the first epoch")
-    timer, stop_on_ctrl_c = EpochTimer(), StopOnCtrlC()
+    timer = EpochTimer()
     callbacks = [
         keras.callbacks.BackupAndRestore(BACKUP_DIR, double_checkpoint=True),
         BestModelSaver(args.output, info, previous_best(args.output) if args.resume else -1.0),
         keras.callbacks.CSVLogger(HISTORY_PATH, append=True),
         keras.callbacks.TensorBoard(LOG_DIR, write_graph=False, profile_batch=0),
         timer,
-        stop_on_ctrl_c,
     ]
     interrupted = False
     try:
@@ -339,8 +309,6 @@ def train(args):
                   shuffle=False)  # train_ds shuffles itself
     except KeyboardInterrupt:
         interrupted = True
-    finally:
-        stop_on_ctrl_c.restore()
     history = read_history() if os.path.exists(HISTORY_PATH) else []
     if history:
         plot_history(history)

@@ -9,7 +9,6 @@ import threading
 import time
 
 import h5py
-import pytest
 
 from conftest import REPO, TEST_IMAGE_SIZE, run
 
@@ -26,9 +25,15 @@ def epochs_done(workdir):
 
 
 def start_training(workdir, *flags):
+    """train.py as a terminal's foreground job, where Ctrl-C sends SIGINT. Python leaves SIGINT ignored in
+    a process started ignoring it, as shells start background jobs (`pytest &`), and children inherit that."""
     env = {k: v for k, v in os.environ.items() if k != "DISPLAY"}
-    return subprocess.Popen([sys.executable, os.path.join(REPO, "train.py"), *TRAIN_FLAGS, *flags], cwd=workdir,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    ours = signal.signal(signal.SIGINT, signal.default_int_handler)  # the child starts with the default
+    try:
+        return subprocess.Popen([sys.executable, os.path.join(REPO, "train.py"), *TRAIN_FLAGS, *flags], cwd=workdir,
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    finally:
+        signal.signal(signal.SIGINT, ours)
 
 
 def wait_for_epochs(process, workdir, n, timeout=300):
@@ -96,21 +101,3 @@ def test_ctrl_c_keeps_the_best_model_history_and_figures(tmp_path, tiny_english)
     assert (tmp_path / "saved" / "model" / "model_new.h5").exists()
     assert (tmp_path / "imgs" / "training.png").exists()
     assert epochs_done(tmp_path) >= 1 and "Best epoch" in stdout
-
-
-def test_first_ctrl_c_is_noted_until_a_batch_ends_and_a_second_one_interrupts_at_once():
-    import train
-
-    stop = train.StopOnCtrlC()
-    stop.on_train_begin()
-    try:
-        signal.raise_signal(signal.SIGINT)  # in this thread, so the handler runs before the call returns
-        assert stop.requested
-        assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
-        with pytest.raises(KeyboardInterrupt):
-            stop.on_train_batch_end(0)
-        with pytest.raises(KeyboardInterrupt):
-            signal.raise_signal(signal.SIGINT)
-    finally:
-        stop.restore()
-    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
