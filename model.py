@@ -93,11 +93,12 @@ def case_insensitive_accuracy(y_true, y_pred):
     return ops.cast(ops.equal(true, predicted), "float32")
 
 
-def compile_model(model, learning_rate, jit_compile=False):
+def compile_model(model, learning_rate, jit_compile=False, steps_per_execution=1):
     """Adam on sparse labels; accuracy, case-insensitive accuracy and top-5. XLA only where asked:
-    on CPUs it makes TensorFlow training about 5x slower."""
+    on CPUs it makes TensorFlow training several times slower (RESULTS.md)."""
     model.compile(
         jit_compile=jit_compile,
+        steps_per_execution=steps_per_execution,
         optimizer=keras.optimizers.Adam(learning_rate),
         loss="sparse_categorical_crossentropy",
         metrics=["accuracy",

@@ -2,6 +2,7 @@
 
     python bench/profile_step.py --data-dir ../shared/chars74k/English
     python bench/profile_step.py --pipeline project --steps 10 --batch-size 64
+    python bench/profile_step.py --pipeline project --xla        # or --steps-per-execution 8
 
 Each pipeline (bench.py's project and baseline: same ResNet50, same batch size, from scratch) trains
 three epochs of --steps steps in one fit: a warm-up, a timed one and one under tf.profiler. The
@@ -93,7 +94,7 @@ def profile(args, pipeline, root):
         ds = bench.project_pipeline(args, root)
     else:
         ds, model = bench.baseline_pipeline(args, root, model)
-    model_lib.compile_model(model, 1e-3)
+    model_lib.compile_model(model, 1e-3, jit_compile=args.xla, steps_per_execution=args.steps_per_execution)
     with tempfile.TemporaryDirectory() as logdir:
         epochs = ProfileLastEpoch(logdir)
         model.fit(ds, epochs=3, steps_per_epoch=args.steps, callbacks=[epochs], verbose=0)
@@ -102,9 +103,12 @@ def profile(args, pipeline, root):
 
 
 def report(pipeline, batch_size, step_seconds, per_step):
+    print(f"\n{pipeline}: {step_seconds * 1000:.0f} ms per step unprofiled ({batch_size / step_seconds:.1f} images/s)")
     total = sum(per_step.values())
-    print(f"\n{pipeline}: {step_seconds * 1000:.0f} ms per step unprofiled ({batch_size / step_seconds:.1f} images/s); "
-          f"ops {total * 1000:.0f} ms per step profiled")
+    if not per_step["convolution"]:
+        print("  no TensorFlow convolution ops in the trace: with --xla the step runs as one compiled program")
+        return
+    print(f"  ops {total * 1000:.0f} ms per step profiled:")
     for kind in KINDS:
         print(f"  {kind:<27} {per_step[kind] * 1000:7.0f} ms  {per_step[kind] / total:6.1%}")
 
@@ -116,6 +120,8 @@ def main():
     parser.add_argument("--steps", type=int, default=STEPS, help="profiled steps")
     parser.add_argument("--batch-size", type=int, default=bench.BATCH_SIZE)
     parser.add_argument("--image-size", type=int, default=data.IMAGE_SIZE)
+    parser.add_argument("--xla", action="store_true", help="compile the training step with XLA (jit_compile)")
+    parser.add_argument("--steps-per-execution", type=int, default=1, help="Keras steps_per_execution")
     args = parser.parse_args()
     args.max_per_class = None
     root = data.find_dataset(args.data_dir)
@@ -123,7 +129,7 @@ def main():
     for pipeline in ("project", "baseline") if args.pipeline == "both" else (args.pipeline,):
         results[pipeline] = profile(args, pipeline, root)
         report(pipeline, args.batch_size, *results[pipeline])
-    if "baseline" in results:
+    if "baseline" in results and results["baseline"][1]["convolution"]:
         step_seconds, per_step = results["baseline"]
         conv_share = per_step["convolution"] / sum(per_step.values())
         print(f"\nConvolutions take {conv_share:.1%} of the baseline's op time: with everything else free, "
