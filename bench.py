@@ -78,19 +78,23 @@ def baseline_pipeline(args, root, model):
     return ds.repeat(), augmented
 
 
-def train_worker(args):
-    """Runs in its own process: steady-state training images/s of one pipeline, and peak memory."""
-    import keras
-
+def compiled_pipeline(args, pipeline, root, **compile_options):
+    """(model, endless dataset) of one pipeline: a fresh ResNet50, compiled as train.py compiles it."""
     import model as model_lib
 
-    root = data.find_dataset(args.data_dir)
     model = model_lib.build_model(image_size=args.image_size, weights="none")
-    if args.worker == "project":
+    if pipeline == "project":
         ds = project_pipeline(args, root)
     else:
         ds, model = baseline_pipeline(args, root, model)
-    model_lib.compile_model(model, 1e-3)
+    model_lib.compile_model(model, 1e-3, **compile_options)
+    return model, ds
+
+
+def fit_timed(model, ds, epochs, steps, callbacks=()):
+    """Wall seconds of each epoch of one fit (a new fit per epoch would also time tf.data's start-up)."""
+    import keras
+
     seconds = []
 
     class Timer(keras.callbacks.Callback):
@@ -100,7 +104,14 @@ def train_worker(args):
         def on_epoch_end(self, epoch, logs=None):
             seconds.append(time.perf_counter() - self.start)
 
-    model.fit(ds, epochs=args.repeats + 1, steps_per_epoch=args.steps, callbacks=[Timer()], verbose=0)
+    model.fit(ds, epochs=epochs, steps_per_epoch=steps, callbacks=[Timer(), *callbacks], verbose=0)
+    return seconds
+
+
+def train_worker(args):
+    """Runs in its own process: steady-state training images/s of one pipeline, and peak memory."""
+    model, ds = compiled_pipeline(args, args.worker, data.find_dataset(args.data_dir))
+    seconds = fit_timed(model, ds, args.repeats + 1, args.steps)
     rates = [args.steps * args.batch_size / s for s in seconds[1:]]  # the first run warms up (tracing)
     print(json.dumps({"images_per_s": statistics.median(rates), "runs": rates, "peak_memory_mb": peak_memory_mb()}))
 

@@ -19,12 +19,11 @@ import os
 import re
 import sys
 import tempfile
-import time
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 import bench  # noqa: E402
 import data  # noqa: E402
-import model as model_lib  # noqa: E402  (imports Keras and TensorFlow quietly)
+import model as model_lib  # noqa: E402,F401  (imports Keras and TensorFlow quietly)
 
 import keras  # noqa: E402
 import tensorflow as tf  # noqa: E402
@@ -68,38 +67,30 @@ def op_seconds_by_kind(logdir):
 
 
 class ProfileLastEpoch(keras.callbacks.Callback):
-    """Times every epoch; traces the last one with tf.profiler into logdir."""
+    """Traces the last epoch with tf.profiler into logdir."""
 
     def __init__(self, logdir):
         super().__init__()
-        self.logdir, self.seconds = logdir, []
+        self.logdir = logdir
 
     def on_epoch_begin(self, epoch, logs=None):
         if epoch == self.params["epochs"] - 1:
             tf.profiler.experimental.start(self.logdir)
-        self.start = time.perf_counter()
 
     def on_epoch_end(self, epoch, logs=None):
-        self.seconds.append(time.perf_counter() - self.start)
         if epoch == self.params["epochs"] - 1:
             tf.profiler.experimental.stop()
 
 
 def profile(args, pipeline, root):
-    """(seconds per step unprofiled, {kind: op seconds per step}): epochs of --steps steps in one fit
-    (a new fit per epoch would time tf.data's start-up): warm-up, timed, profiled."""
-    args.worker = pipeline
-    model = model_lib.build_model(image_size=args.image_size, weights="none")
-    if pipeline == "project":
-        ds = bench.project_pipeline(args, root)
-    else:
-        ds, model = bench.baseline_pipeline(args, root, model)
-    model_lib.compile_model(model, 1e-3, jit_compile=args.xla, steps_per_execution=args.steps_per_execution)
+    """(seconds per step unprofiled, {kind: op seconds per step}): three epochs of --steps steps in one
+    fit: warm-up, timed, profiled."""
+    model, ds = bench.compiled_pipeline(args, pipeline, root, jit_compile=args.xla,
+                                        steps_per_execution=args.steps_per_execution)
     with tempfile.TemporaryDirectory() as logdir:
-        epochs = ProfileLastEpoch(logdir)
-        model.fit(ds, epochs=3, steps_per_epoch=args.steps, callbacks=[epochs], verbose=0)
-        seconds = op_seconds_by_kind(logdir)
-    return epochs.seconds[1] / args.steps, {kind: s / args.steps for kind, s in seconds.items()}
+        seconds = bench.fit_timed(model, ds, 3, args.steps, [ProfileLastEpoch(logdir)])
+        op_seconds = op_seconds_by_kind(logdir)
+    return seconds[1] / args.steps, {kind: s / args.steps for kind, s in op_seconds.items()}
 
 
 def report(pipeline, batch_size, step_seconds, per_step):
