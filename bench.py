@@ -24,7 +24,9 @@ import sys
 import tempfile
 import time
 
+import checkpoint
 import data
+import prepare
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 STEPS = 30
@@ -110,7 +112,7 @@ def fit_timed(model, ds, epochs, steps, callbacks=()):
 
 def train_worker(args):
     """Runs in its own process: steady-state training images/s of one pipeline, and peak memory."""
-    model, ds = compiled_pipeline(args, args.worker, data.find_dataset(args.data_dir))
+    model, ds = compiled_pipeline(args, args.worker, prepare.find_dataset(args.data_dir))
     seconds = fit_timed(model, ds, args.repeats + 1, args.steps)
     rates = [args.steps * args.batch_size / s for s in seconds[1:]]  # the first run warms up (tracing)
     print(json.dumps({"images_per_s": statistics.median(rates), "runs": rates, "peak_memory_mb": peak_memory_mb()}))
@@ -146,14 +148,14 @@ def inference(args, root, workdir):
 
     model_path = os.path.join(workdir, "model.h5")
     model = model_lib.build_model(image_size=args.image_size, weights="none")
-    model_lib.save_model(model, model_path, {"class_names": data.CLASS_NAMES, "image_size": args.image_size,
-                                             "resize": data.DEFAULT_RESIZE})
+    model_lib.save_model(model, model_path, {"class_names": data.CLASS_NAMES, "characters": data.CHARACTERS,
+                                             "image_size": args.image_size, "resize": data.DEFAULT_RESIZE})
     tflite_path, _ = export.export(model_path, export_dir=workdir)
     entries = data.list_images(root, args.max_per_class, log=lambda m: None)[:1024]
     images = data.decode_images(root, entries, args.image_size, log=lambda m: None, progress=False)[0].astype(np.float32)
     keras_model = model_lib.load_model(model_path)[0]
     keras_model.predict(images[:64], verbose=0)  # trace once
-    litert = export.load_litert(tflite_path)[0]
+    litert = checkpoint.load_litert(tflite_path)[0]
     image = os.path.abspath(os.path.join(root, entries[0][0]))
 
     def cli(*command):
@@ -180,9 +182,10 @@ def devices():
 
 def main(argv=None):
     args = parse_args(argv)
+    checkpoint.import_keras()
     if args.worker:
         return train_worker(args)
-    root = data.find_dataset(args.data_dir)
+    root = prepare.find_dataset(args.data_dir)
     project = run_worker(args, "project")
     baseline = run_worker(args, "baseline")
     n_train = round(len(data.list_images(root, args.max_per_class, log=lambda m: None)) * (1 - data.VAL_FRACTION))

@@ -1,30 +1,26 @@
-"""The recognizer: ResNet50 with a 62-way head, and saving/loading it with its metadata.
+"""The recognizer: ResNet50 with a 62-way head, compiled, saved and loaded with Keras.
 
-The model takes raw RGB pixels (0-255) at IMAGE_SIZE x IMAGE_SIZE; ImageNet's preprocessing is a
-layer inside it, so a saved model needs nothing else. Beside every model.h5 lies model.json with
-the class names, image size and resize mode that test.py must use.
+The model takes raw RGB pixels (0-255) at image_size x image_size; ImageNet's preprocessing is a
+layer inside it, so a saved model needs nothing else. Beside every model.h5 lies model.json
+(checkpoint.py) with the class names, image size and resize mode that test.py must use.
 
-    python model.py                  # build the model and print its summary
-    python model.py --weights none
+    import model
+    net = model.build_model(weights="none")
+    net.summary()
 """
 
-import argparse
-import logging
 import os
 import warnings
 
-
-import data
-from data import ModelError, silenced_stderr
-
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-with silenced_stderr():  # TensorFlow prints start-up notices (oneDNN, CUDA) that no setting hides
-    import keras
+import keras
 from keras import layers, ops
+
+import checkpoint
+import data
+from checkpoint import ModelError
 
 IMAGENET_BGR_MEAN = (103.939, 116.779, 123.68)
 DROPOUT = 0.3
-logging.getLogger("absl").setLevel(logging.ERROR)  # hides Keras' advice against .h5, which we keep by design
 
 
 @keras.saving.register_keras_serializable(package="chars74k")
@@ -123,41 +119,21 @@ def float32_copy(model):
 
 def save_model(model, path, info):
     """Save model.h5 (float32, without optimizer state) and model.json, each through a temporary file."""
-    os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
-    tmp = os.path.join(os.path.dirname(path) or ".", f".tmp-{os.getpid()}-{os.path.basename(path)}")
-    try:
+    with checkpoint.atomic_path(path) as tmp:
         float32_copy(model).save(tmp, include_optimizer=False)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-    data.write_model_info(path, info)
+    checkpoint.write_info(path, info)
 
 
 def load_model(path):
     """(model, info) from a model saved by train.py, in Keras safe mode; raises ModelError."""
     if not os.path.isfile(path):
         raise ModelError(f"no model at {path}: train one with `python train.py`, or pass --model PATH")
-    info = data.read_model_info(path)
+    info = checkpoint.read_info(path)
     try:
         model = keras.models.load_model(path, compile=False, safe_mode=True)
     except Exception as e:  # h5py, Keras and the OS each raise their own errors on bad files
         reason = str(e).splitlines()[0] if str(e) else type(e).__name__
         raise ModelError(f"cannot load {path} as a Keras model: {reason}") from None
-    data.check_model_shape(path, info, model.input_shape[1:], model.output_shape[-1])
+    checkpoint.check_fits(path, info, model.input_shape[1:], model.output_shape[-1])
     return model, info
 
-
-def main():
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--weights", default="imagenet", help="imagenet, none, or a weights file")
-    parser.add_argument("--image-size", type=int, default=data.IMAGE_SIZE)
-    args = parser.parse_args()
-    try:
-        build_model(image_size=args.image_size, weights=args.weights).summary()
-    except ModelError as e:
-        raise SystemExit(f"error: {e}")
-
-
-if __name__ == "__main__":
-    main()

@@ -14,22 +14,20 @@ Bad input gives one line on stderr and exit code 2; the other images given are s
 """
 
 import argparse
-import glob
 import json
 import os
 import sys
 
 import numpy as np
 
+import checkpoint
 import data
 
-DEFAULT_MODEL = os.path.join(data.SAVED_DIR, "model", "model_new.h5")
-IMGS_DIR = "imgs"
 ERRORS_SHOWN = 24
 
 
-class InputError(Exception):
-    """Bad input from the command line; printed as one line, exit code 2."""
+class InputError(checkpoint.UserError):
+    """Bad input from the command line."""
 
 
 def parse_args(argv=None):
@@ -39,8 +37,10 @@ def parse_args(argv=None):
                              "English/Img/GoodImg/Bmp, as in /Sample008/img008-00019.png")
     parser.add_argument("--eval", nargs="?", const="split", metavar="DIR",
                         help="score the validation images of saved/split.json, or every image of DIR/SampleNNN")
-    parser.add_argument("--model", help=f"a model saved by train.py (default: {DEFAULT_MODEL}, else a shipped one)")
-    parser.add_argument("--data-dir", default=data.DATA_DIR, help="the dataset, for -img paths and --eval")
+    parser.add_argument("--model", help="a model saved by train.py (default: saved/model/model_new.h5, "
+                                         "else the shipped one)")
+    parser.add_argument("--data-dir", help="the dataset, for -img paths and --eval (default: English/, or for "
+                                           "--eval the one the split was made from)")
     parser.add_argument("--top", type=int, default=1, metavar="K", help="list the K most likely classes")
     parser.add_argument("--save", metavar="FILE", help="save a figure of the image(s) with their predictions")
     parser.add_argument("--show", action="store_true", help="open that figure in a window")
@@ -53,31 +53,17 @@ def parse_args(argv=None):
     return args
 
 
-def default_model():
-    """model_new.h5 if there is one, else a model shipped in saved/model/ (one with its JSON beside it)."""
-    if os.path.exists(DEFAULT_MODEL):
-        return DEFAULT_MODEL
-    shipped_dir = os.path.join(os.path.dirname(os.path.abspath(__file__)), "saved", "model")
-    shipped = [os.path.relpath(path) for path in sorted(glob.glob(os.path.join(shipped_dir, "*.h5")))
-               if os.path.exists(data.info_path(path))]
-    return shipped[0] if shipped else DEFAULT_MODEL
-
-
 def load(model_path):
     """(model, info): .tflite files run on LiteRT without TensorFlow; others load in Keras."""
-    try:
-        if model_path.endswith(".tflite"):
-            import export
+    if model_path.endswith(".tflite"):
+        return checkpoint.load_litert(model_path)
+    checkpoint.import_keras()  # and TensorFlow: only once the input is known to be usable
+    import model as model_lib
 
-            return export.load_litert(model_path)
-        import model as model_lib  # imports TensorFlow: only once the input is known to be usable
-
-        return model_lib.load_model(model_path)
-    except data.ModelError as e:
-        raise InputError(str(e)) from None
+    return model_lib.load_model(model_path)
 
 
-def image_paths(given, data_dir):
+def image_paths(given, data_dir=checkpoint.DATA_DIR):
     """Image files for each -img argument: files, folders (every image inside), or dataset paths."""
     root = data.class_root(data_dir) or os.path.join(data_dir, data.GOODIMG_SUBDIR)
     paths, missing = [], []
@@ -97,14 +83,15 @@ def image_paths(given, data_dir):
     return paths, missing
 
 
-def print_predictions(paths, probabilities, top):
+def print_predictions(paths, probabilities, top, info):
+    """The class name, character and confidence of each image, best first (names from the model's JSON)."""
+    names, characters = info["class_names"], info["characters"]
     for path, probs in zip(paths, probabilities):
         best = np.argsort(probs)[::-1][:top]
-        name = data.CLASS_NAMES[best[0]]
         suffix = f"  {path}" if len(paths) > 1 else ""
-        print(f"{name}  '{data.CHARACTERS[best[0]]}'  {probs[best[0]]:.2%}{suffix}")
+        print(f"{names[best[0]]}  '{characters[best[0]]}'  {probs[best[0]]:.2%}{suffix}")
         for rank, label in enumerate(best[1:], start=2):
-            print(f"    {rank}. {data.CLASS_NAMES[label]}  '{data.CHARACTERS[label]}'  {probs[label]:.2%}")
+            print(f"    {rank}. {names[label]}  '{characters[label]}'  {probs[label]:.2%}")
 
 
 def pyplot():
@@ -132,12 +119,12 @@ def prediction_figure(images, titles, columns=6):
 
 
 def run_predictions(args):
-    paths, problems = image_paths(args.images, args.data_dir)
+    paths, problems = image_paths(args.images, args.data_dir or checkpoint.DATA_DIR)
     for problem in problems:
         print(f"error: {problem}", file=sys.stderr)
     if not paths:
         return 2
-    model_path = args.model or default_model()
+    model_path = args.model or checkpoint.default_model()
     model, info = load(model_path)
     print(f"Model: {model_path}", file=sys.stderr)
     kept, images = [], []
@@ -151,9 +138,9 @@ def run_predictions(args):
     if kept:
         pixels = np.stack([data.fit_image(image, info["image_size"], info["resize"]) for image in images])
         probabilities = model.predict(pixels.astype(np.float32), batch_size=64, verbose=0)
-        print_predictions(kept, probabilities, args.top)
+        print_predictions(kept, probabilities, args.top, info)
         if args.save or args.show:
-            titles = [f"{data.CLASS_NAMES[p.argmax()]} '{data.CHARACTERS[p.argmax()]}' {p.max():.0%}"
+            titles = [f"{info['class_names'][p.argmax()]} '{info['characters'][p.argmax()]}' {p.max():.0%}"
                       for p in probabilities]
             fig, plt = prediction_figure(images, titles)
             if args.save:
@@ -167,24 +154,16 @@ def run_predictions(args):
 
 # ---------------------------------------------------------------- evaluation
 
-def split_of(model_path):
-    """A shipped model's own split (<model>.split.json) if it has one, else saved/split.json."""
-    beside = os.path.splitext(model_path)[0] + ".split.json"
-    return beside if os.path.exists(beside) else data.SPLIT_PATH
-
-
 def eval_entries(args, model_path, info):
     """(class root, entries) to score: the model's validation split, or a whole folder."""
+    if info["class_names"] != data.CLASS_NAMES:
+        raise InputError(f"{model_path} predicts other classes than the {data.NUM_CLASSES} of Chars74K")
     if args.eval == "split":
-        split_path = split_of(model_path)
-        split = data.load_split(split_path)
-        if split["val"] and info.get("split", {}).get("n_val") not in (None, len(split["val"])):
+        split_path = checkpoint.split_of(model_path)
+        root, entries = data.validation_set(split_path, args.data_dir)
+        if info.get("split", {}).get("n_val") not in (None, len(entries)):
             print(f"warning: {split_path} is not the split this model was trained with", file=sys.stderr)
-        root = data.class_root(args.data_dir) if args.data_dir != data.DATA_DIR else None
-        root = root or data.class_root(split["data_dir"]) or data.class_root(args.data_dir)
-        if root is None:
-            raise InputError(f"the dataset of {split_path} is not at {split['data_dir']}: pass --data-dir")
-        return root, data.split_entries(split["val"])
+        return root, entries
     root = data.class_root(args.eval)
     if root is None:
         raise InputError(f"{args.eval} holds no SampleNNN class folders")
@@ -193,7 +172,6 @@ def eval_entries(args, model_path, info):
 
 def metrics(labels, probabilities):
     predicted = probabilities.argmax(axis=1)
-    fold = data.case_fold_indices()
     top5 = np.argsort(probabilities, axis=1)[:, ::-1][:, :5]
     per_class = {}
     for label, name in enumerate(data.CLASS_NAMES):
@@ -204,7 +182,7 @@ def metrics(labels, probabilities):
                                "accuracy": correct / int(mask.sum())}
     return {
         "accuracy": float(np.mean(predicted == labels)),
-        "accuracy_case_insensitive": float(np.mean(fold[predicted] == fold[labels])),
+        "accuracy_case_insensitive": float(np.mean(data.same_character_ignoring_case(labels, predicted))),
         "top5": float(np.mean((top5 == labels[:, None]).any(axis=1))),
         "n": int(len(labels)),
         "per_class": per_class,
@@ -253,7 +231,7 @@ def plot_errors(images, labels, probabilities, path):
 
 
 def run_eval(args):
-    model_path = args.model or default_model()
+    model_path = args.model or checkpoint.default_model()
     model, info = load(model_path)
     print(f"Model: {model_path}", file=sys.stderr)
     root, entries = eval_entries(args, model_path, info)
@@ -262,24 +240,21 @@ def run_eval(args):
                                            progress=not args.json)
     probabilities = model.predict(images.astype(np.float32), batch_size=64, verbose=0 if args.json else "auto")
     report = metrics(labels, probabilities)
-    os.makedirs(IMGS_DIR, exist_ok=True)
-    plot_confusion(labels, probabilities.argmax(axis=1), os.path.join(IMGS_DIR, "confusion.png"))
-    plot_errors(images, labels, probabilities, os.path.join(IMGS_DIR, "errors.png"))
+    figures = [os.path.join(checkpoint.IMGS_DIR, name) for name in ("confusion.png", "errors.png")]
+    os.makedirs(checkpoint.IMGS_DIR, exist_ok=True)
+    plot_confusion(labels, probabilities.argmax(axis=1), figures[0])
+    plot_errors(images, labels, probabilities, figures[1])
     if args.json:
         print(json.dumps({"model": model_path, "data_dir": root, **report}))
     else:
         print_report(report, model_path, root)
-        print(f"\nFigures: {IMGS_DIR}/confusion.png, {IMGS_DIR}/errors.png")
+        print(f"\nFigures: {', '.join(figures)}")
     return 0
 
 
 def main(argv=None):
     args = parse_args(argv)
-    try:
-        return run_eval(args) if args.eval else run_predictions(args)
-    except (InputError, data.DatasetError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
+    return checkpoint.run_script(lambda: run_eval(args) if args.eval else run_predictions(args))
 
 
 if __name__ == "__main__":

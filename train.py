@@ -7,7 +7,8 @@
     python train.py --resume                            # continue an interrupted run
 
 Writes saved/model/model_new.h5 (best epoch by validation accuracy) with model_new.json beside it,
-saved/split.json, saved/history.csv, TensorBoard logs in saved/logs/ and the curves in imgs/.
+saved/split.json, saved/history.csv, TensorBoard logs in saved/logs/ and the curves in imgs/, all
+beside this script (or in $CHARS74K_HOME), from whatever folder it is started.
 
 Devices: on a GPU it trains in mixed precision with XLA (--no-mixed-precision, --no-xla); with
 several GPUs it uses tf.distribute.MirroredStrategy, --batch-size per GPU. Several machines: run
@@ -21,67 +22,39 @@ keras.distribution.DataParallel; the weights stay identical everywhere.
 import argparse
 import contextlib
 import csv
-import json
+import dataclasses
+import importlib
+import os
 import platform
 import shutil
-import os
 import sys
 import time
 
-import data
-import model as model_lib  # first: it imports Keras and TensorFlow quietly
-
-import keras
 import numpy as np
-import tensorflow as tf
 
-# Defaults of the original project.
+import checkpoint
+import data
+import prepare
+
+# Defaults of the original project. Keras is imported in train(), through checkpoint.import_keras().
 EPOCHS = 100
 BATCH_SIZE = 32
 LEARNING_RATE = 1e-3
-MODEL_PATH = os.path.join(data.SAVED_DIR, "model", "model_new.h5")
-HISTORY_PATH = os.path.join(data.SAVED_DIR, "history.csv")
-LOG_DIR = os.path.join(data.SAVED_DIR, "logs")
-BACKUP_DIR = os.path.join(data.SAVED_DIR, "backup")
-IMGS_DIR = "imgs"
-SYNTHETIC_PER_CLASS = 100
 
 
-def positive_int(text):
-    value = int(text)
-    if value <= 0:
-        raise argparse.ArgumentTypeError(f"must be a positive whole number, not {text}")
-    return value
-
-
-def image_size(text):
-    value = int(text)
-    if value < 32:
-        raise argparse.ArgumentTypeError(f"must be at least 32 (ResNet50's smallest input), not {text}")
-    return value
-
-
-def fraction(text):
-    value = float(text)
-    if not 0 < value < 1:
-        raise argparse.ArgumentTypeError(f"must be between 0 and 1 (exclusive), not {text}")
-    return value
+image_size = checkpoint.checked(int, lambda value: value >= 32, "at least 32 (ResNet50's smallest input)")
+fraction = checkpoint.checked(float, lambda value: 0 < value < 1, "between 0 and 1 (exclusive)")
 
 
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--data", choices=("goodimg", "synthetic"), default="goodimg",
-                        help="Chars74K GoodImg (found or downloaded), or characters rendered from fonts")
-    parser.add_argument("--data-dir", help="an English/ folder, or a folder of SampleNNN folders (default: English/)")
-    parser.add_argument("--data-url", default=data.DATA_URL, help="where to download EnglishImg.tgz from")
-    parser.add_argument("--synthetic-per-class", type=positive_int, default=SYNTHETIC_PER_CLASS,
-                        help="rendered images per character with --data synthetic")
-    parser.add_argument("--max-per-class", type=positive_int, help="use at most N images of each class")
-    parser.add_argument("--epochs", type=positive_int, default=EPOCHS)
-    parser.add_argument("--batch-size", type=positive_int, default=BATCH_SIZE)
+    prepare.add_data_arguments(parser)
+    parser.add_argument("--max-per-class", type=checkpoint.positive_int, help="use at most N images of each class")
+    parser.add_argument("--epochs", type=checkpoint.positive_int, default=EPOCHS)
+    parser.add_argument("--batch-size", type=checkpoint.positive_int, default=BATCH_SIZE)
     parser.add_argument("--learning-rate", type=float, default=LEARNING_RATE)
     parser.add_argument("--image-size", type=image_size, default=data.IMAGE_SIZE, help="side of the square input")
-    parser.add_argument("--resize", choices=data.RESIZE_MODES, default=data.DEFAULT_RESIZE,
+    parser.add_argument("--resize", choices=checkpoint.RESIZE_MODES, default=data.DEFAULT_RESIZE,
                         help="pad keeps the aspect ratio, stretch does not")
     parser.add_argument("--val-fraction", type=fraction, default=data.VAL_FRACTION)
     parser.add_argument("--seed", type=int, default=data.SEED)
@@ -95,18 +68,28 @@ def parse_args(argv=None):
                         help="on a GPU, train in float32 instead of mixed float16 (CPUs always use float32)")
     parser.add_argument("--no-xla", dest="xla", action="store_false",
                         help="on a GPU with TensorFlow, do not compile with XLA (it slows CPUs down)")
-    parser.add_argument("--output", default=MODEL_PATH, help="where to write the best model (.h5)")
+    parser.add_argument("--output", default=checkpoint.DEFAULT_MODEL, help="where to write the best model (.h5)")
     parser.add_argument("--resume", action="store_true", help="continue the interrupted run from its last epoch")
     return parser.parse_args(argv)
 
 
-def setup_devices(args):
-    """(scope factory, replicas, process, processes, jit_compile) for the devices in view.
+@dataclasses.dataclass
+class Devices:
+    """Where training runs: build and compile the model inside scope(); batches are per replica."""
+    scope: object = contextlib.nullcontext
+    replicas: int = 1
+    process: int = 0
+    processes: int = 1
+    jit_compile: bool = False
 
-    TensorFlow: MirroredStrategy over several GPUs. JAX: DataParallel over every device of every
-    process (keras.distribution.initialize reads the KERAS_DISTRIBUTION_* variables). Mixed float16
-    on accelerators only.
+
+def setup_devices(args):
+    """The Devices in view. TensorFlow: MirroredStrategy over several GPUs. JAX: DataParallel over
+    every device of every process (keras.distribution.initialize reads the KERAS_DISTRIBUTION_*
+    variables). Mixed float16 on accelerators only.
     """
+    import keras
+
     if keras.backend.backend() == "jax":
         if int(os.environ.get("KERAS_DISTRIBUTION_NUM_PROCESSES", "1")) > 1:
             keras.distribution.initialize()
@@ -117,17 +100,18 @@ def setup_devices(args):
             keras.distribution.set_distribution(keras.distribution.DataParallel(
                 devices=keras.distribution.list_devices(), auto_shard_dataset=False))
         on_accelerator = devices[0].platform != "cpu"
-        scope, replicas = contextlib.nullcontext, len(devices)
-        process, processes, jit_compile = jax.process_index(), jax.process_count(), True
+        found = Devices(replicas=len(devices), process=jax.process_index(), processes=jax.process_count(),
+                        jit_compile=True)
     else:
+        import tensorflow as tf
+
         gpus = tf.config.list_physical_devices("GPU")
         strategy = tf.distribute.MirroredStrategy() if len(gpus) > 1 else tf.distribute.get_strategy()
         on_accelerator = bool(gpus)
-        scope, replicas = strategy.scope, strategy.num_replicas_in_sync
-        process, processes, jit_compile = 0, 1, on_accelerator and args.xla
+        found = Devices(strategy.scope, strategy.num_replicas_in_sync, jit_compile=on_accelerator and args.xla)
     if on_accelerator and args.mixed_precision:
         keras.mixed_precision.set_global_policy("mixed_float16")
-    return scope, replicas, process, processes, jit_compile
+    return found
 
 
 def process_shard(train_idx, paths, process, processes):
@@ -135,13 +119,14 @@ def process_shard(train_idx, paths, process, processes):
     if processes == 1:
         return train_idx
     shard = train_idx[process::processes][: len(train_idx) // processes]
-    data.write_atomically(os.path.join(data.SAVED_DIR, f"shard-{process}.json"),
-                          lambda f: json.dump([paths[i] for i in shard], f, indent=1), mode="w")
+    checkpoint.write_json(os.path.join(checkpoint.SAVED_DIR, f"shard-{process}.json"), [paths[i] for i in shard])
     print(f"Process {process} of {processes}: training on {len(shard)} of {len(train_idx)} images")
     return shard
 
 
 def learning_rate(args, steps_per_epoch):
+    import keras
+
     if args.schedule == "constant":
         return args.learning_rate
     return keras.optimizers.schedules.CosineDecay(
@@ -149,35 +134,50 @@ def learning_rate(args, steps_per_epoch):
         warmup_target=args.learning_rate, warmup_steps=steps_per_epoch)
 
 
+@dataclasses.dataclass
+class TrainingData:
+    """Decoded images of a dataset and their split (its file's contents in split)."""
+    root: str
+    images: np.ndarray
+    labels: np.ndarray
+    paths: list
+    train_idx: np.ndarray
+    val_idx: np.ndarray
+    split: dict
+
+
 def load_data(args):
     """Decoded images and labels with a deterministic stratified split, saved as saved/split.json."""
-    if args.data == "synthetic":
-        root = data.render_synthetic(per_class=args.synthetic_per_class, seed=args.seed)
-    else:
-        root = data.find_dataset(args.data_dir, args.data_url)
+    root = prepare.load(args, args.seed)
     entries = data.list_images(root, args.max_per_class)
     images, labels, paths = data.decode_images(root, entries, args.image_size, args.resize)
     train_idx, val_idx = data.stratified_split(labels, args.val_fraction, args.seed)
     if not len(val_idx):
         raise data.DatasetError("too few images for a validation set: every class needs at least 2")
     split = data.save_split(paths, train_idx, val_idx, root, args.val_fraction, args.seed)
-    return root, images, labels, paths, train_idx, val_idx, split
+    return TrainingData(root, images, labels, paths, train_idx, val_idx, split)
 
 
-class EpochTimer(keras.callbacks.Callback):
-    """Wall time of each epoch, and of its training part (before validation starts)."""
+class EpochTimer:
+    """Wall time of each epoch, and of its training part (up to its last training step)."""
 
     def __init__(self):
-        super().__init__()
         self.epoch_seconds, self.train_seconds = [], []
 
-    def on_epoch_begin(self, epoch, logs=None):
-        self.start = time.perf_counter()
+    def callback(self):
+        import keras
 
-    def on_test_begin(self, logs=None):
-        self.train_seconds.append(time.perf_counter() - self.start)
+        return keras.callbacks.LambdaCallback(on_epoch_begin=self.begin, on_train_batch_end=self.lap,
+                                              on_epoch_end=self.end)
 
-    def on_epoch_end(self, epoch, logs=None):
+    def begin(self, epoch, logs=None):
+        self.start = self.last_step = time.perf_counter()
+
+    def lap(self, batch, logs=None):
+        self.last_step = time.perf_counter()
+
+    def end(self, epoch, logs=None):
+        self.train_seconds.append(self.last_step - self.start)
         self.epoch_seconds.append(time.perf_counter() - self.start)
 
     def summary(self, n_train):
@@ -187,33 +187,37 @@ class EpochTimer(keras.callbacks.Callback):
                 "epochs_timed": len(self.epoch_seconds)}
 
 
-class BestModelSaver(keras.callbacks.Callback):
-    """Saves the model whenever validation accuracy improves, atomically, with its JSON."""
+class BestModelSaver:
+    """Calls save(info) whenever validation accuracy improves, with that epoch's metrics in info."""
 
-    def __init__(self, path, info, best_so_far=-1.0):
-        super().__init__()
-        self.path, self.info, self.best = path, info, best_so_far
+    def __init__(self, save, info, best_so_far=-1.0):
+        self.save, self.info, self.best = save, info, best_so_far
 
-    def on_epoch_end(self, epoch, logs=None):
+    def callback(self):
+        import keras
+
+        return keras.callbacks.LambdaCallback(on_epoch_end=self.end)
+
+    def end(self, epoch, logs=None):
         if logs["val_accuracy"] > self.best:
             self.best = logs["val_accuracy"]
             self.info["metrics"] = {"epoch": epoch + 1, **{k: float(v) for k, v in logs.items()}}
-            model_lib.save_model(self.model, self.path, self.info)
+            self.save(self.info)
 
 
 def previous_best(path):
     try:
-        return data.read_model_info(path)["metrics"]["val_accuracy"]
-    except (data.ModelError, KeyError):
+        return checkpoint.read_info(path)["metrics"]["val_accuracy"]
+    except (checkpoint.ModelError, KeyError):
         return -1.0
 
 
-def read_history(path=HISTORY_PATH):
+def read_history(path=checkpoint.HISTORY_PATH):
     with open(path) as f:
         return [{k: float(v) for k, v in row.items()} for row in csv.DictReader(f)]
 
 
-def plot_history(history, imgs_dir=IMGS_DIR):
+def plot_history(history, imgs_dir=checkpoint.IMGS_DIR):
     """loss.png, val_loss.png, acc.png, val_acc.png and training.png (all curves) from history rows."""
     import matplotlib
 
@@ -245,7 +249,15 @@ def plot_history(history, imgs_dir=IMGS_DIR):
     plt.close(fig)
 
 
-def run_info(args, root, images, split, versions):
+def run_info(args, dataset, devices):
+    """The model's JSON (checkpoint.py): what test.py needs, and how and on what the model was trained."""
+    import keras
+
+    backend = keras.backend.backend()
+    split, entries = dataset.split, data.split_entries(dataset.split["train"] + dataset.split["val"])
+    training = {k: v for k, v in vars(args).items() if k != "resume"}
+    training.update(output=checkpoint.portable(args.output),
+                    data_dir=args.data_dir and checkpoint.portable(args.data_dir))
     return {
         "class_names": data.CLASS_NAMES,
         "characters": data.CHARACTERS,
@@ -253,55 +265,63 @@ def run_info(args, root, images, split, versions):
         "resize": args.resize,
         "preprocessing": "RGB uint8 pixels 0-255, resized by data.fit_image; ImageNet caffe "
                          "preprocessing is the model's first layer",
-        "data": {"source": args.data, "dir": os.path.abspath(root), "n_images": int(len(images)),
-                 "fingerprint": data.fingerprint(root, data.split_entries(split["train"] + split["val"]),
-                                                 args.image_size, args.resize)},
-        "split": {"path": data.SPLIT_PATH, "seed": args.seed, "val_fraction": args.val_fraction,
-                  "n_train": len(split["train"]), "n_val": len(split["val"])},
-        "training": {k: v for k, v in vars(args).items() if k not in ("resume",)},
-        "versions": versions,
-        "command": " ".join([os.path.basename(sys.executable)] + sys.argv),
+        "data": {"source": args.data, "dir": checkpoint.portable(dataset.root), "n_images": len(dataset.images),
+                 "fingerprint": data.fingerprint(dataset.root, entries, args.image_size, args.resize)},
+        "split": {"path": checkpoint.portable(checkpoint.SPLIT_PATH), "seed": args.seed,
+                  "val_fraction": args.val_fraction, "n_train": len(split["train"]), "n_val": len(split["val"])},
+        "training": training,
+        "versions": {"python": platform.python_version(), "keras": keras.__version__, "numpy": np.__version__,
+                     backend: importlib.import_module(backend).__version__},
+        "command": " ".join(["python", os.path.basename(sys.argv[0])] + sys.argv[1:]),
+        "devices": {"backend": backend, "replicas": devices.replicas, "processes": devices.processes,
+                    "dtype_policy": keras.config.dtype_policy().name, "jit_compile": devices.jit_compile},
     }
 
 
+def start_or_resume(resume):
+    """Forget an earlier run's backup and history, unless resuming it."""
+    if not resume:
+        shutil.rmtree(checkpoint.BACKUP_DIR, ignore_errors=True)
+        if os.path.exists(checkpoint.HISTORY_PATH):
+            os.remove(checkpoint.HISTORY_PATH)
+    elif not os.path.exists(os.path.join(checkpoint.BACKUP_DIR, "training_metadata.json")):
+        print(f"Nothing to resume in {checkpoint.BACKUP_DIR}: starting from the first epoch")
+
+
 def train(args):
+    keras = checkpoint.import_keras()
+    import model as model_lib
+
     keras.utils.set_random_seed(args.seed)
-    scope, replicas, process, processes, jit_compile = setup_devices(args)
-    with scope():
+    devices = setup_devices(args)
+    with devices.scope():
         model = model_lib.build_model(image_size=args.image_size, weights=args.weights)
-    root, images, labels, paths, train_idx, val_idx, split = load_data(args)
-    if args.batch_size > len(train_idx):
-        raise data.DatasetError(f"--batch-size {args.batch_size} is larger than the {len(train_idx)} training images")
-    print(f"Training on {len(train_idx)} images, validating on {len(val_idx)} ({len(np.unique(labels))} classes)")
-    train_idx = process_shard(train_idx, paths, process, processes)
-    batch_size = args.batch_size * replicas // processes  # this process's part of the global batch
+    dataset = load_data(args)
+    if args.batch_size > len(dataset.train_idx):
+        raise data.DatasetError(f"--batch-size {args.batch_size} is larger than the {len(dataset.train_idx)} "
+                                "training images")
+    print(f"Training on {len(dataset.train_idx)} images, validating on {len(dataset.val_idx)} "
+          f"({len(np.unique(dataset.labels))} classes)")
+    train_idx = process_shard(dataset.train_idx, dataset.paths, devices.process, devices.processes)
+    batch_size = args.batch_size * devices.replicas // devices.processes  # this process's part of the global batch
 
     augment = data.augmenter(flip=args.flip, seed=args.seed) if args.augment else None
-    train_ds = data.make_dataset(images[train_idx], labels[train_idx], batch_size, training=True,
+    train_ds = data.make_dataset(dataset.images[train_idx], dataset.labels[train_idx], batch_size, training=True,
                                  augment=augment, seed=args.seed)
-    val_ds = data.make_dataset(images[val_idx], labels[val_idx], batch_size)
-    with scope():
-        model_lib.compile_model(model, learning_rate(args, len(train_ds)), jit_compile=jit_compile)
+    val_ds = data.make_dataset(dataset.images[dataset.val_idx], dataset.labels[dataset.val_idx], batch_size)
+    with devices.scope():
+        model_lib.compile_model(model, learning_rate(args, len(train_ds)), jit_compile=devices.jit_compile)
 
-    versions = {"python": platform.python_version(), "tensorflow": tf.__version__,
-                "keras": keras.__version__, "numpy": np.__version__}
-    info = run_info(args, root, images, split, versions)
-    info["devices"] = {"backend": keras.backend.backend(), "replicas": replicas, "processes": processes,
-                       "dtype_policy": keras.mixed_precision.global_policy().name, "jit_compile": jit_compile}
-
-    if not args.resume:
-        shutil.rmtree(BACKUP_DIR, ignore_errors=True)
-        if os.path.exists(HISTORY_PATH):
-            os.remove(HISTORY_PATH)
-    elif not os.path.exists(os.path.join(BACKUP_DIR, "training_metadata.json")):
-        print(f"Nothing to resume in {BACKUP_DIR}: starting from the first epoch")
+    start_or_resume(args.resume)
     timer = EpochTimer()
+    saver = BestModelSaver(lambda info: model_lib.save_model(model, args.output, info), run_info(args, dataset, devices),
+                           previous_best(args.output) if args.resume else -1.0)
     callbacks = [
-        keras.callbacks.BackupAndRestore(BACKUP_DIR, double_checkpoint=True),
-        BestModelSaver(args.output, info, previous_best(args.output) if args.resume else -1.0),
-        keras.callbacks.CSVLogger(HISTORY_PATH, append=True),
-        keras.callbacks.TensorBoard(LOG_DIR, write_graph=False, profile_batch=0),
-        timer,
+        keras.callbacks.BackupAndRestore(checkpoint.BACKUP_DIR, double_checkpoint=True),
+        saver.callback(),
+        keras.callbacks.CSVLogger(checkpoint.HISTORY_PATH, append=True),
+        keras.callbacks.TensorBoard(checkpoint.LOG_DIR, write_graph=False, profile_batch=0),
+        timer.callback(),
     ]
     interrupted = False
     try:
@@ -309,17 +329,19 @@ def train(args):
                   shuffle=False)  # train_ds shuffles itself
     except KeyboardInterrupt:
         interrupted = True
-    history = read_history() if os.path.exists(HISTORY_PATH) else []
+    return finish(args.output, timer.summary(len(train_idx)), interrupted)
+
+
+def finish(output, timing, interrupted):
+    """Figures, the timing in the model's JSON and a summary, also after Ctrl-C; the exit status."""
+    history = read_history() if os.path.exists(checkpoint.HISTORY_PATH) else []
     if history:
         plot_history(history)
-    timing = timer.summary(len(train_idx))
-    if os.path.exists(args.output):
-        info = data.read_model_info(args.output)
-        info["timing"] = timing
-        data.write_model_info(args.output, info)
-    summarize(history, timing, args.output)
+    if os.path.exists(output):
+        checkpoint.write_info(output, {**checkpoint.read_info(output), "timing": timing})
+    summarize(history, timing, output)
     if interrupted:
-        print(f"Interrupted. The best model so far is in {args.output}; continue with `python train.py --resume`",
+        print(f"Interrupted. The best model so far is in {output}; continue with `python train.py --resume`",
               file=sys.stderr)
         return 130
     return 0
@@ -334,16 +356,13 @@ def summarize(history, timing, output):
           f"(case-insensitive {best['val_accuracy_ci']:.2%}, top-5 {best['val_top5']:.2%})")
     print(f"Speed: {timing['seconds_per_epoch']:.1f} s per epoch, {timing['train_images_per_s']:.1f} training "
           f"images/s (medians over the {timing['epochs_timed']} epochs of this run)")
-    print(f"Model: {output}; history: {HISTORY_PATH}; curves: {IMGS_DIR}/training.png")
+    print(f"Model: {output}; history: {checkpoint.HISTORY_PATH}; "
+          f"curves: {os.path.join(checkpoint.IMGS_DIR, 'training.png')}")
 
 
 def main(argv=None):
     args = parse_args(argv)
-    try:
-        return train(args)
-    except (data.DatasetError, data.ModelError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
+    return checkpoint.run_script(lambda: train(args))
 
 
 if __name__ == "__main__":

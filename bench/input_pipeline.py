@@ -13,10 +13,9 @@ import sys
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+import checkpoint  # noqa: E402
 import data  # noqa: E402
-import model  # noqa: E402,F401  (imports Keras and TensorFlow quietly)
-
-import keras  # noqa: E402
+import prepare  # noqa: E402
 
 BATCHES = 60
 
@@ -35,7 +34,8 @@ def main():
     parser.add_argument("--data-dir")
     parser.add_argument("--batch-size", type=int, default=32)
     args = parser.parse_args()
-    root = data.find_dataset(args.data_dir)
+    keras = checkpoint.import_keras()
+    root = prepare.find_dataset(args.data_dir)
     images, labels, _ = data.decode_images(root, data.list_images(root), progress=False)
     project = data.make_dataset(images, labels, args.batch_size, training=True, augment=data.augmenter()).repeat()
     baseline = keras.utils.image_dataset_from_directory(

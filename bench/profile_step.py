@@ -22,12 +22,9 @@ import tempfile
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 import bench  # noqa: E402
+import checkpoint  # noqa: E402
 import data  # noqa: E402
-import model as model_lib  # noqa: E402,F401  (imports Keras and TensorFlow quietly)
-
-import keras  # noqa: E402
-import tensorflow as tf  # noqa: E402
-from tensorflow.tsl.profiler.protobuf import xplane_pb2  # noqa: E402
+import prepare  # noqa: E402
 
 STEPS = 20
 KINDS = ("convolution", "batch normalization", "Adam update", "augmentation in the model", "other")
@@ -49,6 +46,8 @@ def kind_of(op_name):
 
 def op_seconds_by_kind(logdir):
     """Seconds spent in TensorFlow ops, by kind, over the profiled steps (TensorFlow's compute threads)."""
+    from tensorflow.tsl.profiler.protobuf import xplane_pb2
+
     space = xplane_pb2.XSpace()
     with open(sorted(glob.glob(os.path.join(logdir, "**", "*.xplane.pb"), recursive=True))[-1], "rb") as f:
         space.ParseFromString(f.read())
@@ -66,20 +65,14 @@ def op_seconds_by_kind(logdir):
     return seconds
 
 
-class ProfileLastEpoch(keras.callbacks.Callback):
-    """Traces the last epoch with tf.profiler into logdir."""
+def profile_epoch(profiled, logdir):
+    """A callback that traces epoch number `profiled` with tf.profiler into logdir."""
+    import keras
+    import tensorflow as tf
 
-    def __init__(self, logdir):
-        super().__init__()
-        self.logdir = logdir
-
-    def on_epoch_begin(self, epoch, logs=None):
-        if epoch == self.params["epochs"] - 1:
-            tf.profiler.experimental.start(self.logdir)
-
-    def on_epoch_end(self, epoch, logs=None):
-        if epoch == self.params["epochs"] - 1:
-            tf.profiler.experimental.stop()
+    return keras.callbacks.LambdaCallback(
+        on_epoch_begin=lambda epoch, logs: tf.profiler.experimental.start(logdir) if epoch == profiled else None,
+        on_epoch_end=lambda epoch, logs: tf.profiler.experimental.stop() if epoch == profiled else None)
 
 
 def profile(args, pipeline, root):
@@ -88,7 +81,7 @@ def profile(args, pipeline, root):
     model, ds = bench.compiled_pipeline(args, pipeline, root, jit_compile=args.xla,
                                         steps_per_execution=args.steps_per_execution)
     with tempfile.TemporaryDirectory() as logdir:
-        seconds = bench.fit_timed(model, ds, 3, args.steps, [ProfileLastEpoch(logdir)])
+        seconds = bench.fit_timed(model, ds, 3, args.steps, [profile_epoch(2, logdir)])
         op_seconds = op_seconds_by_kind(logdir)
     return seconds[1] / args.steps, {kind: s / args.steps for kind, s in op_seconds.items()}
 
@@ -115,7 +108,8 @@ def main():
     parser.add_argument("--steps-per-execution", type=int, default=1, help="Keras steps_per_execution")
     args = parser.parse_args()
     args.max_per_class = None
-    root = data.find_dataset(args.data_dir)
+    checkpoint.import_keras()
+    root = prepare.find_dataset(args.data_dir)
     results = {}
     for pipeline in ("project", "baseline") if args.pipeline == "both" else (args.pipeline,):
         results[pipeline] = profile(args, pipeline, root)

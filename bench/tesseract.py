@@ -21,6 +21,7 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+import checkpoint  # noqa: E402
 import data  # noqa: E402
 
 ENGINES = {0: "legacy", 1: "LSTM", 2: "legacy + LSTM"}
@@ -42,22 +43,20 @@ def engine_problem(path, oem):
     return None if result.returncode == 0 else (result.stderr.strip().splitlines() or ["failed"])[-1]
 
 
-def score(root, relpaths, oem, workers=os.cpu_count()):
-    labels = np.array([label for _, label in data.split_entries(relpaths)])
+def score(root, entries, oem, workers=os.cpu_count()):
+    labels = np.array([label for _, label in entries])
     with ThreadPoolExecutor(workers) as pool:
-        answers = list(pool.map(lambda p: recognize(os.path.join(root, p), oem), relpaths))
+        answers = list(pool.map(lambda entry: recognize(os.path.join(root, entry[0]), oem), entries))
     predicted = np.array([data.CHARACTERS.index(a) if a else -1 for a in answers])
-    fold = data.case_fold_indices()
-    answered = predicted >= 0
     return {"engine": ENGINES[oem], "oem": oem, "n": len(labels),
             "accuracy": float(np.mean(predicted == labels)),
-            "accuracy_case_insensitive": float(np.mean(answered & (fold[predicted] == fold[labels]))),
-            "no_answer": float(np.mean(~answered))}
+            "accuracy_case_insensitive": float(np.mean(data.same_character_ignoring_case(labels, predicted))),
+            "no_answer": float(np.mean(predicted < 0))}
 
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--split", default=data.SPLIT_PATH)
+    parser.add_argument("--split", default=checkpoint.SPLIT_PATH)
     parser.add_argument("--data-dir", help="the dataset (default: the one recorded in the split)")
     parser.add_argument("--oem", type=int, action="append", choices=sorted(ENGINES),
                         help="Tesseract engine(s): 0 legacy, 1 LSTM, 2 both (default 1)")
@@ -66,19 +65,16 @@ def main():
     if not shutil.which("tesseract"):
         sys.exit("error: tesseract is not installed (Debian: apt-get install tesseract-ocr)")
     try:
-        split = data.load_split(args.split)
-        root = data.class_root(args.data_dir or split["data_dir"])
-        if root is None:
-            raise data.DatasetError(f"no dataset at {args.data_dir or split['data_dir']}: pass --data-dir")
+        root, entries = data.validation_set(args.split, args.data_dir)
     except data.DatasetError as e:
         sys.exit(f"error: {e}")
     version = subprocess.run(["tesseract", "--version"], capture_output=True, text=True).stdout.split("\n")[0]
     for oem in args.oem or [1]:
-        problem = engine_problem(os.path.join(root, split["val"][0]), oem)
+        problem = engine_problem(os.path.join(root, entries[0][0]), oem)
         if problem:
             print(f"{version}, engine {ENGINES[oem]} (--oem {oem}) cannot run here: {problem}", file=sys.stderr)
             continue
-        result = {"tesseract": version, **score(root, split["val"], oem)}
+        result = {"tesseract": version, **score(root, entries, oem)}
         if args.json:
             print(json.dumps(result))
         else:

@@ -11,6 +11,7 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO)
 
 import data  # noqa: E402
+import prepare  # noqa: E402
 
 SHARED_GOODIMG = os.path.join(REPO, "..", "shared", "chars74k", "English")
 TEST_IMAGE_SIZE = "32"
@@ -19,22 +20,34 @@ TEST_IMAGE_SIZE = "32"
 def make_dataset(folder, per_class=3, classes=data.CLASS_NAMES, seed=0):
     """Rendered character crops as folder/English/Img/GoodImg/Bmp/SampleNNN/imgNNN-NNNNN.png."""
     rng = random.Random(seed)
-    fonts = data.font_files()
+    fonts = prepare.font_files()
     root = os.path.join(folder, "English", data.GOODIMG_SUBDIR)
     for name in classes:
         label = data.CLASS_NAMES.index(name)
         os.makedirs(os.path.join(root, name), exist_ok=True)
         for i in range(per_class):
-            image = data.render_character(data.CHARACTERS[label], rng.choice(fonts), rng)
+            image = prepare.render_character(data.CHARACTERS[label], rng.choice(fonts), rng)
             image.save(os.path.join(root, name, f"img{label + 1:03d}-{i + 1:05d}.png"))
     return os.path.join(folder, "English")
 
 
+def script_env(home, **variables):
+    """The environment of a script run by a test: its English/, saved/ and imgs/ in home, no screen."""
+    env = {k: v for k, v in os.environ.items() if k != "DISPLAY"}
+    return {**env, "CHARS74K_HOME": str(home), **variables}
+
+
 def run(script, *args, cwd, timeout=600, env=None):
-    """Run one of the project's scripts in cwd, as a user would from a shell (env: variables to add)."""
-    env = {**{k: v for k, v in os.environ.items() if k != "DISPLAY"}, **(env or {})}
+    """Run one of the project's scripts from cwd, as a user would from a shell, with its files in cwd
+    (env: variables to add)."""
     return subprocess.run([sys.executable, os.path.join(REPO, script), *map(str, args)], cwd=cwd,
-                          capture_output=True, text=True, timeout=timeout, env=env)
+                          capture_output=True, text=True, timeout=timeout, env=script_env(cwd, **(env or {})))
+
+
+def model_info(image_size):
+    """The least JSON a model needs beside it (train.py writes more)."""
+    return {"class_names": data.CLASS_NAMES, "characters": data.CHARACTERS, "image_size": image_size,
+            "resize": "pad"}
 
 
 def assert_user_error(result, fragment, code=2):

@@ -14,7 +14,7 @@ import pytest
 
 import data
 import train
-from conftest import REPO, TEST_IMAGE_SIZE, assert_user_error, run
+from conftest import REPO, TEST_IMAGE_SIZE, assert_user_error, run, script_env
 
 SAMPLE = "/Sample008/img008-00002.png"  # a rendered '7' in the tiny dataset
 
@@ -48,6 +48,7 @@ def test_predict_prints_the_class_first(trained):
     name, char, confidence = result.stdout.split()
     assert name in data.CLASS_NAMES and char.strip("'") == data.character(name) and confidence.endswith("%")
     assert "model_new.h5" in result.stderr  # it says which model it used
+    assert "oneDNN" not in result.stderr and "cuda" not in result.stderr  # TensorFlow's start-up notices
 
 
 def test_predict_several_images_a_folder_top_k_and_a_figure(trained, tmp_path):
@@ -175,7 +176,8 @@ def test_export_to_litert_and_savedmodel_then_predict_without_tensorflow(trained
         [line.split()[:2] for line in keras_run.stdout.splitlines()]
 
     imports = subprocess.run([sys.executable, "-X", "importtime", os.path.join(REPO, "test.py"), "-img", SAMPLE,
-                              "--model", str(tflite)], cwd=workdir, capture_output=True, text=True)
+                              "--model", str(tflite)], cwd=workdir, capture_output=True, text=True,
+                             env=script_env(workdir))
     assert imports.returncode == 0 and "ai_edge_litert" in imports.stderr
     assert not re.search(r"\| +(tensorflow|keras)$", imports.stderr, re.M)
 

@@ -7,7 +7,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
+import checkpoint
 import data
+import prepare
 from conftest import SHARED_GOODIMG, make_dataset
 
 
@@ -46,7 +48,7 @@ def test_cmyk_jpeg_loads(tmp_path):
 @pytest.mark.parametrize("size", [(1, 1), (3, 3), (3, 600), (648, 5), (536, 648)])
 def test_any_size_fits(tmp_path, size):
     path = save(glyph(size=size), tmp_path / "s.png")
-    for resize in data.RESIZE_MODES:
+    for resize in checkpoint.RESIZE_MODES:
         assert data.load_image(path, size=32, resize=resize).shape == (32, 32, 3)
 
 
@@ -108,7 +110,7 @@ def test_dataset_is_found_from_english_or_its_class_folder(tmp_path):
     assert data.class_root(root) == root
     assert data.class_root(str(tmp_path)) == root
     with pytest.raises(data.DatasetError, match="no SampleNNN"):
-        data.find_dataset(str(tmp_path / "elsewhere"))
+        prepare.find_dataset(str(tmp_path / "elsewhere"))
 
 
 def test_cache_is_used_then_rebuilt_when_files_or_size_change(tmp_path, monkeypatch):
@@ -200,18 +202,18 @@ def test_training_pipeline_batches_augmented_float_images():
 
 
 def test_synthetic_renders_every_class_in_the_official_layout(tmp_path):
-    root = data.render_synthetic(str(tmp_path / "synthetic"), per_class=2, seed=5, log=lambda m: None)
+    root = prepare.render_synthetic(str(tmp_path / "synthetic"), per_class=2, seed=5, log=lambda m: None)
     entries = data.list_images(root)
     assert len(entries) == 124 and {label for _, label in entries} == set(range(62))
     assert os.path.basename(entries[0][0]) == "img001-00001.png"
     images, _, _ = data.decode_images(root, entries, 32, cache_dir=None, log=lambda m: None)
     assert images.std() > 20  # real contrast, not blank tiles
-    assert data.render_synthetic(str(tmp_path / "synthetic"), per_class=2, seed=5) == root  # reused
+    assert prepare.render_synthetic(str(tmp_path / "synthetic"), per_class=2, seed=5) == root  # reused
 
 
 @pytest.mark.skipif(not os.path.isdir(SHARED_GOODIMG), reason="the real GoodImg set is not at ../shared/chars74k")
 def test_real_goodimg_layout_is_found_whole():
-    root = data.find_dataset(SHARED_GOODIMG)
+    root = prepare.find_dataset(SHARED_GOODIMG)
     entries = data.list_images(root)
     counts = np.bincount([label for _, label in entries], minlength=data.NUM_CLASSES)
     assert len(entries) == 7705 and counts.min() >= 32 and counts.max() == 558

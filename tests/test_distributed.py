@@ -10,7 +10,7 @@ import h5py
 import numpy as np
 import pytest
 
-from conftest import REPO, TEST_IMAGE_SIZE
+from conftest import REPO, TEST_IMAGE_SIZE, script_env
 
 pytest.importorskip("jax", reason="multi-process training runs on the JAX backend")
 
@@ -35,9 +35,8 @@ def test_two_processes_train_on_their_own_shards_to_identical_weights(tmp_path, 
         workdir = tmp_path / f"host{i}"
         workdir.mkdir()
         os.symlink(tiny_english, workdir / "English")
-        env = {k: v for k, v in os.environ.items() if k != "DISPLAY"}
-        env.update(KERAS_BACKEND="jax", KERAS_DISTRIBUTION_JOB_ADDRESSES=f"127.0.0.1:{port}",
-                   KERAS_DISTRIBUTION_NUM_PROCESSES="2", KERAS_DISTRIBUTION_PROCESS_ID=str(i))
+        env = script_env(workdir, KERAS_BACKEND="jax", KERAS_DISTRIBUTION_JOB_ADDRESSES=f"127.0.0.1:{port}",
+                         KERAS_DISTRIBUTION_NUM_PROCESSES="2", KERAS_DISTRIBUTION_PROCESS_ID=str(i))
         processes.append(subprocess.Popen(
             [sys.executable, os.path.join(REPO, "train.py"), "--weights", "none", "--epochs", "1",
              "--image-size", TEST_IMAGE_SIZE, "--batch-size", "4", "--max-per-class", "2"],
@@ -71,7 +70,7 @@ sys.path.insert(0, {repo!r})
 import train
 
 strategy = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
-train.setup_devices = lambda args: (strategy.scope, strategy.num_replicas_in_sync, 0, 1, False)
+train.setup_devices = lambda args: train.Devices(strategy.scope, strategy.num_replicas_in_sync)
 sys.exit(train.main(sys.argv[1:]))
 """
 
@@ -82,7 +81,7 @@ def test_mirrored_strategy_trains_with_the_batch_scaled_by_the_replicas(tmp_path
     result = subprocess.run(
         [sys.executable, "-c", MIRRORED_TRAIN.format(repo=REPO), "--weights", "none", "--epochs", "1",
          "--image-size", TEST_IMAGE_SIZE, "--batch-size", "4", "--max-per-class", "2"],
-        cwd=tmp_path, capture_output=True, text=True, timeout=600)
+        cwd=tmp_path, capture_output=True, text=True, timeout=600, env=script_env(tmp_path))
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     assert "Training on 62 images" in result.stdout
     assert "8/8" in result.stdout  # 62 images in global batches of 2 x 4, not 16 steps of 4
@@ -90,5 +89,5 @@ def test_mirrored_strategy_trains_with_the_batch_scaled_by_the_replicas(tmp_path
     info = json.loads((tmp_path / "saved" / "model" / "model_new.json").read_text())
     assert info["devices"]["replicas"] == 2
     predicted = subprocess.run([sys.executable, os.path.join(REPO, "test.py"), "-img", "/Sample008/img008-00001.png"],
-                               cwd=tmp_path, capture_output=True, text=True, timeout=300)
+                               cwd=tmp_path, capture_output=True, text=True, timeout=300, env=script_env(tmp_path))
     assert predicted.returncode == 0 and predicted.stdout.startswith("Sample"), predicted.stderr

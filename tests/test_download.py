@@ -12,6 +12,7 @@ import pytest
 from PIL import Image
 
 import data
+import prepare
 from conftest import assert_user_error, run
 
 
@@ -91,7 +92,8 @@ def server():
 
 
 def download(server, path, tmp_path):
-    return data.download_dataset(server.url(path), dest=str(tmp_path / "project"), cache_dir=str(tmp_path / "cache"))
+    return prepare.download_dataset(server.url(path), dest=str(tmp_path / "project"),
+                                    download_dir=str(tmp_path / "cache" / "downloads"))
 
 
 def test_good_archive_is_downloaded_extracted_checked_and_cached(server, tmp_path):
@@ -100,8 +102,8 @@ def test_good_archive_is_downloaded_extracted_checked_and_cached(server, tmp_pat
     assert len(data.list_images(root)) == 62
     assert os.path.exists(tmp_path / "cache" / "downloads" / "EnglishImg.tgz")
     assert [p for p in os.listdir(tmp_path / "project") if p != "English"] == []  # no staging left
-    again = data.download_dataset(server.url("missing-now.tgz"), dest=str(tmp_path / "second"),
-                                  cache_dir=str(tmp_path / "cache"))
+    again = prepare.download_dataset(server.url("missing-now.tgz"), dest=str(tmp_path / "second"),
+                                     download_dir=str(tmp_path / "cache" / "downloads"))
     assert len(data.list_images(again)) == 62  # served from the cache, not the (404) URL
 
 

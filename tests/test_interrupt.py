@@ -10,7 +10,7 @@ import time
 
 import h5py
 
-from conftest import REPO, TEST_IMAGE_SIZE, run
+from conftest import REPO, TEST_IMAGE_SIZE, run, script_env
 
 EPOCHS = "3"
 TRAIN_FLAGS = ["--weights", "none", "--image-size", TEST_IMAGE_SIZE, "--batch-size", "4", "--epochs", EPOCHS]
@@ -27,11 +27,10 @@ def epochs_done(workdir):
 def start_training(workdir, *flags):
     """train.py as a terminal's foreground job, where Ctrl-C sends SIGINT. Python leaves SIGINT ignored in
     a process started ignoring it, as shells start background jobs (`pytest &`), and children inherit that."""
-    env = {k: v for k, v in os.environ.items() if k != "DISPLAY"}
     ours = signal.signal(signal.SIGINT, signal.default_int_handler)  # the child starts with the default
     try:
         return subprocess.Popen([sys.executable, os.path.join(REPO, "train.py"), *TRAIN_FLAGS, *flags], cwd=workdir,
-                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=script_env(workdir))
     finally:
         signal.signal(signal.SIGINT, ours)
 

@@ -8,8 +8,9 @@ import pytest
 
 import data
 import model as model_lib
+from conftest import model_info
 
-import keras  # noqa: E402  (after model, which imports it quietly)
+import keras
 
 SIZE = 32
 
@@ -65,7 +66,7 @@ def test_bad_weights_files_are_clear_errors(tmp_path):
 
 def test_saved_model_reloads_in_safe_mode_with_its_json(tmp_path, built):
     path = str(tmp_path / "model" / "m.h5")
-    info = {"class_names": data.CLASS_NAMES, "image_size": SIZE, "resize": "pad"}
+    info = model_info(SIZE)
     model_lib.save_model(built, path, info)
     assert sorted(os.listdir(tmp_path / "model")) == ["m.h5", "m.json"]
     loaded, loaded_info = model_lib.load_model(path)
@@ -76,11 +77,11 @@ def test_saved_model_reloads_in_safe_mode_with_its_json(tmp_path, built):
 
 def test_mismatched_json_is_refused(tmp_path, built):
     path = str(tmp_path / "m.h5")
-    model_lib.save_model(built, path, {"class_names": data.CLASS_NAMES, "image_size": 64, "resize": "pad"})
+    model_lib.save_model(built, path, model_info(64))
     with pytest.raises(model_lib.ModelError, match="inputs of shape"):
         model_lib.load_model(path)
     with open(tmp_path / "m.json", "w") as f:
-        json.dump({"class_names": data.CLASS_NAMES[:10], "image_size": SIZE, "resize": "pad"}, f)
+        json.dump({**model_info(SIZE), "class_names": data.CLASS_NAMES[:10], "characters": data.CHARACTERS[:10]}, f)
     with pytest.raises(model_lib.ModelError, match="classes"):
         model_lib.load_model(path)
 
@@ -101,7 +102,7 @@ def test_a_mixed_precision_model_is_saved_in_float32(tmp_path):
         keras.config.set_dtype_policy("float32")
     assert mixed.get_layer("resnet50").dtype_policy.name == "mixed_float16"
     path = str(tmp_path / "m.h5")
-    model_lib.save_model(mixed, path, {"class_names": data.CLASS_NAMES, "image_size": SIZE, "resize": "pad"})
+    model_lib.save_model(mixed, path, model_info(SIZE))
     loaded, _ = model_lib.load_model(path)
     assert {layer.dtype_policy.name for layer in loaded.get_layer("resnet50").layers} == {"float32"}
     x = np.random.default_rng(2).uniform(0, 255, (2, SIZE, SIZE, 3)).astype(np.float32)

@@ -12,7 +12,8 @@ import pytest
 from PIL import Image
 
 import data
-from conftest import TEST_IMAGE_SIZE, assert_user_error, make_dataset, run
+import prepare
+from conftest import TEST_IMAGE_SIZE, assert_user_error, make_dataset, model_info, run
 
 
 def png_claiming(width, height):
@@ -84,10 +85,10 @@ def test_messy_dataset_folder(tmp_path):
 
 def test_empty_folders_are_clear_errors(tmp_path):
     with pytest.raises(data.DatasetError, match="no SampleNNN class folders"):
-        data.find_dataset(str(tmp_path))
+        prepare.find_dataset(str(tmp_path))
     os.makedirs(tmp_path / "Sample001")
     with pytest.raises(data.DatasetError, match="no images found"):
-        data.list_images(data.find_dataset(str(tmp_path)))
+        data.list_images(prepare.find_dataset(str(tmp_path)))
 
 
 def test_training_on_a_partial_dataset_with_bad_files(tmp_path):
@@ -123,7 +124,7 @@ def test_model_with_other_classes_is_refused(tmp_path):
 
     other = keras.Sequential([keras.Input((32, 32, 3)), keras.layers.Flatten(), keras.layers.Dense(10)])
     path = str(tmp_path / "ten.h5")
-    model_lib.save_model(other, path, {"class_names": data.CLASS_NAMES, "image_size": 32, "resize": "pad"})
+    model_lib.save_model(other, path, model_info(32))
     with pytest.raises(model_lib.ModelError, match="predicts 10 classes"):
         model_lib.load_model(path)
     with open(tmp_path / "ten.json", "w") as f:
@@ -145,7 +146,7 @@ def test_a_model_that_would_run_code_is_refused(tmp_path):
     path = str(tmp_path / "hostile.h5")
     hostile.save(path)
     with open(tmp_path / "hostile.json", "w") as f:
-        json.dump({"class_names": data.CLASS_NAMES, "image_size": 32, "resize": "pad"}, f)
+        json.dump(model_info(32), f)
     with pytest.raises(model_lib.ModelError, match="Lambda"):
         model_lib.load_model(path)
     assert not os.path.exists(ran)

@@ -6,18 +6,18 @@ import os
 
 import pytest
 
-import data
+import checkpoint
 from conftest import REPO, SHARED_GOODIMG, run
 
 SHIPPED = [path for path in sorted(glob.glob(os.path.join(REPO, "saved", "model", "*.h5")))
-           if os.path.exists(data.info_path(path)) and os.path.exists(path[:-3] + ".split.json")]
+           if os.path.exists(checkpoint.info_path(path)) and os.path.exists(path[:-3] + ".split.json")]
 
 
 @pytest.mark.skipif(not os.path.isdir(SHARED_GOODIMG), reason="the real GoodImg set is not at ../shared/chars74k")
 @pytest.mark.skipif(not SHIPPED, reason="no model is shipped in saved/model/")
 @pytest.mark.parametrize("model_path", SHIPPED)
 def test_shipped_model_reproduces_its_validation_accuracy(model_path, tmp_path):
-    info = json.loads(open(data.info_path(model_path)).read())
+    info = json.loads(open(checkpoint.info_path(model_path)).read())
     assert os.path.getsize(model_path) < 50e6 and info["weights_stored_as"] == "float16"
     result = run("test.py", "--eval", "--json", "--model", model_path, "--data-dir", SHARED_GOODIMG, cwd=tmp_path)
     assert result.returncode == 0, result.stderr

@@ -1,0 +1,249 @@
+"""The contract between train.py and test.py: where things live, and what a saved model consists of.
+
+A model is three files side by side, whatever its format (.h5 for Keras, .tflite for LiteRT):
+
+    saved/model/NAME.h5            the network; it takes RGB pixels 0-255 of image_size x image_size
+    saved/model/NAME.json          class_names, characters, image_size, resize (how data.fit_image
+                                   fits an image to the square input), how and on what it was trained
+    saved/model/NAME.split.json    a shipped model's training/validation split (others use saved/split.json)
+
+Every default path is relative to this repository (or to $CHARS74K_HOME when that is set), so the
+scripts find the same English/, saved/ and imgs/ from whatever folder they are started.
+This module imports neither TensorFlow nor Keras: test.py runs .tflite models with LiteRT alone.
+"""
+
+import argparse
+import contextlib
+import glob
+import json
+import logging
+import os
+import sys
+import tempfile
+
+import numpy as np
+
+REPO_DIR = os.path.dirname(os.path.abspath(__file__))
+HOME = os.path.abspath(os.environ.get("CHARS74K_HOME", REPO_DIR))
+DATA_DIR, SAVED_DIR, IMGS_DIR = (os.path.join(HOME, name) for name in ("English", "saved", "imgs"))
+MODEL_DIR, CACHE_DIR, DOWNLOAD_DIR, SYNTHETIC_DIR, EXPORT_DIR, LOG_DIR, BACKUP_DIR = (
+    os.path.join(SAVED_DIR, name) for name in ("model", "cache", "downloads", "synthetic", "export", "logs", "backup"))
+DEFAULT_MODEL = os.path.join(MODEL_DIR, "model_new.h5")  # what train.py writes
+SPLIT_PATH, HISTORY_PATH = os.path.join(SAVED_DIR, "split.json"), os.path.join(SAVED_DIR, "history.csv")
+SHIPPED_MODEL_DIR = os.path.join(REPO_DIR, "saved", "model")  # the models that come with the repository
+
+RESIZE_MODES = ("pad", "stretch")  # the values of a model's "resize": see data.fit_image
+
+
+class UserError(Exception):
+    """A problem the user can fix (a bad model, dataset or input): one line on stderr, exit status 2."""
+
+
+class ModelError(UserError):
+    """A model that cannot be built, found or loaded."""
+
+
+# ---------------------------------------------------------------- files
+
+@contextlib.contextmanager
+def atomic_path(path):
+    """A temporary path beside path to write to; renamed to path if the block succeeds, else removed.
+
+    Readers see path absent, old or complete, never half-written, and no temporary file is left behind.
+    """
+    folder = os.path.dirname(path) or "."
+    os.makedirs(folder, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=os.path.splitext(path)[1], dir=folder)
+    os.close(fd)
+    try:
+        yield tmp
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes files private; these are ordinary outputs
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+
+
+def write_json(path, value):
+    with atomic_path(path) as tmp, open(tmp, "w") as f:
+        json.dump(value, f, indent=1)
+
+
+def portable(path):
+    """path relative to HOME when it lies inside, so that JSON files hold no machine's absolute paths."""
+    path = os.path.abspath(path)
+    return os.path.relpath(path, HOME) if path.startswith(HOME + os.sep) else path
+
+
+def resolve(path):
+    """A path from a JSON file (see portable) as a path usable from any folder."""
+    return os.path.join(HOME, path)
+
+
+# ---------------------------------------------------------------- the JSON beside every model
+
+def info_path(model_path):
+    """model.h5 and model.tflite share model.json."""
+    return os.path.splitext(model_path)[0] + ".json"
+
+
+def split_of(model_path):
+    """The split a model was measured on: <model>.split.json if it has one (shipped models), else saved/split.json."""
+    beside = os.path.splitext(model_path)[0] + ".split.json"
+    return beside if os.path.exists(beside) else SPLIT_PATH
+
+
+def write_info(model_path, info):
+    write_json(info_path(model_path), info)
+
+
+def read_info(model_path):
+    """The JSON that train.py wrote beside a model, checked; raises ModelError if missing or malformed."""
+    json_path = info_path(model_path)
+    try:
+        with open(json_path) as f:
+            info = json.load(f)
+    except FileNotFoundError:
+        raise ModelError(f"{json_path} is missing: it holds the classes and image size of {model_path}") from None
+    except (OSError, ValueError) as e:
+        raise ModelError(f"{json_path} is not a model description written by train.py ({e})") from None
+    problem = info_problem(info)
+    if problem:
+        raise ModelError(f"{json_path} is not a model description written by train.py ({problem})")
+    return info
+
+
+def info_problem(info):
+    """What is wrong with a model's JSON, or None."""
+    if not isinstance(info, dict):
+        return "not a JSON object"
+    missing = [key for key in ("class_names", "characters", "image_size", "resize") if key not in info]
+    if missing:
+        return f"no {', '.join(missing)}"
+    size, names, characters = info["image_size"], info["class_names"], info["characters"]
+    if type(size) is not int or size < 1:
+        return f"image_size must be a positive whole number, not {size!r}"
+    if info["resize"] not in RESIZE_MODES:
+        return f"resize must be one of {', '.join(RESIZE_MODES)}, not {info['resize']!r}"
+    if not (isinstance(names, list) and all(isinstance(n, str) for n in names) and isinstance(characters, str)
+            and len(names) == len(characters) > 0):
+        return "class_names must be a list of names, one for each of its characters"
+    return None
+
+
+def check_fits(model_path, info, input_shape, num_outputs):
+    """Raise ModelError unless the model takes the JSON's image size and predicts one output per class."""
+    size = info["image_size"]
+    if tuple(input_shape) != (size, size, 3):
+        raise ModelError(f"{model_path} takes inputs of shape {tuple(input_shape)}, but its JSON says {size}x{size}x3")
+    if num_outputs != len(info["class_names"]):
+        raise ModelError(f"{model_path} predicts {num_outputs} classes, but its JSON names "
+                         f"{len(info['class_names'])}")
+
+
+def default_model():
+    """saved/model/model_new.h5 once train.py has written it, else the model shipped with the repository."""
+    if os.path.exists(DEFAULT_MODEL):
+        return DEFAULT_MODEL
+    shipped = [path for path in sorted(glob.glob(os.path.join(SHIPPED_MODEL_DIR, "*.h5")))
+               if os.path.exists(info_path(path))]
+    return shipped[0] if shipped else DEFAULT_MODEL
+
+
+# ---------------------------------------------------------------- LiteRT
+
+class LiteRTModel:
+    """A .tflite model run by the LiteRT interpreter, with Keras' predict(images, batch_size) interface."""
+
+    def __init__(self, path):
+        from ai_edge_litert.interpreter import Interpreter
+
+        try:
+            with silenced_stderr():  # LiteRT announces its XNNPACK delegate on stderr
+                self.interpreter = Interpreter(model_path=path, num_threads=os.cpu_count())
+                self.interpreter.allocate_tensors()
+        except (ValueError, RuntimeError) as e:
+            raise ModelError(f"cannot load {path} as a LiteRT model: {str(e).splitlines()[0]}") from None
+        self.input = self.interpreter.get_input_details()[0]
+        self.output = self.interpreter.get_output_details()[0]
+        self.input_shape = tuple(int(d) for d in self.input["shape"][1:])
+        self.num_outputs = int(self.output["shape"][-1])
+
+    def predict(self, images, batch_size=64, verbose=0):
+        results = []
+        for start in range(0, len(images), batch_size):
+            batch = np.ascontiguousarray(images[start: start + batch_size], dtype=np.float32)
+            if tuple(self.interpreter.get_input_details()[0]["shape"]) != batch.shape:
+                self.interpreter.resize_tensor_input(self.input["index"], batch.shape)
+                with silenced_stderr():
+                    self.interpreter.allocate_tensors()  # only when the batch shape changes
+            self.interpreter.set_tensor(self.input["index"], batch)
+            self.interpreter.invoke()
+            results.append(self.interpreter.get_tensor(self.output["index"]).copy())
+        return np.concatenate(results)
+
+
+def load_litert(path):
+    """(model, info) for a .tflite file and the JSON beside it; raises ModelError."""
+    if not os.path.isfile(path):
+        raise ModelError(f"no model at {path}: export one with `python export.py`")
+    info = read_info(path)
+    model = LiteRTModel(path)
+    check_fits(path, info, model.input_shape, model.num_outputs)
+    return model, info
+
+
+# ---------------------------------------------------------------- running the scripts
+
+def run_script(work):
+    """A script's exit status: work()'s (0 if it returns None); a UserError is one line on stderr and
+    exit status 2, without a traceback."""
+    try:
+        return work() or 0
+    except UserError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+
+
+def checked(convert, is_valid, requirement):
+    """An argparse type: the text converted, refused unless is_valid(value), saying what it must be."""
+    def parse(text):
+        value = convert(text)
+        if not is_valid(value):
+            raise argparse.ArgumentTypeError(f"must be {requirement}, not {text}")
+        return value
+
+    parse.__name__ = convert.__name__  # argparse names it in "invalid int value"
+    return parse
+
+
+positive_int = checked(int, lambda value: value > 0, "a positive whole number")
+
+
+def import_keras():
+    """Keras, imported without TensorFlow's start-up notices (oneDNN, CUDA), which reach file descriptor 2
+    whatever the log settings, and without Keras' advice against .h5 (kept by design).
+
+    The scripts call this before they first import model.py; importing a module changes nothing.
+    """
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    with silenced_stderr():
+        import keras
+    logging.getLogger("absl").setLevel(logging.ERROR)
+    return keras
+
+
+@contextlib.contextmanager
+def silenced_stderr():
+    """Hide what C++ libraries write to file descriptor 2 (errors raised inside still propagate)."""
+    saved = os.dup(2)
+    with open(os.devnull, "w") as devnull:
+        os.dup2(devnull.fileno(), 2)
+    try:
+        yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+
