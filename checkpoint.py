@@ -223,14 +223,16 @@ positive_int = checked(int, lambda value: value > 0, "a positive whole number")
 
 
 def import_keras():
-    """Keras, imported without TensorFlow's start-up notices (oneDNN, CUDA), which reach file descriptor 2
-    whatever the log settings, and without Keras' advice against .h5 (kept by design).
+    """Keras, imported without the start-up notices of TensorFlow (oneDNN, CUDA probing), which reach file
+    descriptor 2 whatever the log settings, and without Keras' advice against .h5 (kept by design).
 
     The scripts call this before they first import model.py; importing a module changes nothing.
     """
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     with silenced_stderr():
         import keras
+
+        keras.distribution.list_devices()  # the backend looks for GPUs once, here
     logging.getLogger("absl").setLevel(logging.ERROR)
     return keras
 
