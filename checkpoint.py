@@ -232,7 +232,8 @@ def import_keras():
     with silenced_stderr():
         import keras
 
-        keras.distribution.list_devices()  # the backend looks for GPUs once, here
+        if keras.backend.backend() == "tensorflow":  # (JAX must not start before keras.distribution.initialize)
+            keras.distribution.list_devices()  # TensorFlow looks for GPUs once, here
     logging.getLogger("absl").setLevel(logging.ERROR)
     return keras
 
