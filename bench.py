@@ -4,10 +4,14 @@
     python bench.py --data-dir ../shared/chars74k/English --json
     python bench.py --steps 10 --repeats 2 --max-per-class 8   # a quick look
 
-Training (each pipeline in its own process, same ResNet50, same batch size, from scratch):
-  project   decoded-image cache in memory, tf.data map for augmentation, prefetch
-  baseline  the original's: keras.utils.image_dataset_from_directory decoding and resizing the PNGs
-            every epoch, augmentation layers inside the model, no cache, no prefetch
+Training (each pipeline in its own process, same ResNet50, same batch size, from scratch, trained as
+train.py trains on the devices in view: mixed precision and XLA on accelerators):
+  project   train.py's: the decoded images in memory (TensorFlow: tf.data with prefetch; other backends:
+            the arrays in the backend's memory, on the accelerator where there is one), augmentation
+            and the label-safe flip inside the compiled step (augment.py)
+  baseline  the original's: on TensorFlow, keras.utils.image_dataset_from_directory decoding and
+            resizing the PNGs every epoch, no cache, no prefetch; on other backends (no tf.data),
+            model.fit on host arrays; augmentation layers inside the model in both
 Each reports steady-state images/s (medians over --repeats timed runs of --steps steps, after a
 warm-up run) and its peak memory. Inference: Keras batch throughput of a saved model, LiteRT batch
 throughput, and the cold latency of one `python test.py -img ...` process (LiteRT and Keras), against
@@ -52,7 +56,10 @@ def parse_args(argv=None):
     parser.add_argument("--repeats", type=int, default=REPEATS, help="timed runs of each measurement")
     parser.add_argument("--batch-size", type=int, default=BATCH_SIZE)
     parser.add_argument("--image-size", type=int, default=data.IMAGE_SIZE)
+    parser.add_argument("--steps-per-execution", type=int, default=1, help="as train.py's")
     parser.add_argument("--json", action="store_true", help="print one JSON object")
+    parser.add_argument("--training-only", action="store_true",
+                        help="skip the inference measurements (they export with TensorFlow)")
     parser.add_argument("--worker", choices=("project", "baseline"), help=argparse.SUPPRESS)
     return parser.parse_args(argv)
 
@@ -61,39 +68,51 @@ def peak_memory_mb():
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-def project_pipeline(args, root):
+def decoded(args, root, resize=data.DEFAULT_RESIZE):
     entries = data.list_images(root, args.max_per_class, log=lambda m: None)
-    images, labels, _ = data.decode_images(root, entries, args.image_size, log=lambda m: None, progress=False)
-    return data.make_dataset(images, labels, args.batch_size, training=True, augment=data.augmenter()).repeat()
+    images, labels, _ = data.decode_images(root, entries, args.image_size, resize, log=lambda m: None, progress=False)
+    return images, labels
 
 
-def baseline_pipeline(args, root, model):
-    """The original: decode and resize PNGs every epoch, augmentation inside the model, no prefetch."""
+def project_pipeline(args, root, classifier):
+    import augment
+
+    return augment.Augmented(classifier), data.fit_arguments(decoded(args, root), args.batch_size)
+
+
+def baseline_pipeline(args, root, classifier):
+    """The original: augmentation inside the model; decoding and resizing the PNGs every epoch, no
+    prefetch (TensorFlow), or host arrays (other backends)."""
     import keras
 
+    augmented = keras.Sequential([keras.Input(classifier.input_shape[1:]), keras.layers.RandomRotation(0.05),
+                                  keras.layers.RandomContrast(0.2), keras.layers.RandomFlip("horizontal"), classifier])
+    if keras.backend.backend() != "tensorflow":
+        images, labels = decoded(args, root, resize="stretch")  # as image_dataset_from_directory resizes
+        return augmented, {"x": images.astype("float32"), "y": labels, "batch_size": args.batch_size, "shuffle": True}
     if args.max_per_class:
         raise SystemExit("the baseline reads whole folders: run it without --max-per-class")
     ds = keras.utils.image_dataset_from_directory(root, class_names=data.CLASS_NAMES, image_size=(args.image_size,) * 2,
                                                   batch_size=args.batch_size, seed=data.SEED, verbose=False)
-    augmented = keras.Sequential([keras.Input(model.input_shape[1:]), keras.layers.RandomRotation(0.05),
-                                  keras.layers.RandomContrast(0.2), keras.layers.RandomFlip("horizontal"), model])
-    return ds.repeat(), augmented
+    return augmented, {"x": ds.repeat()}
 
 
 def compiled_pipeline(args, pipeline, root, **compile_options):
-    """(model, endless dataset) of one pipeline: a fresh ResNet50, compiled as train.py compiles it."""
+    """(model, fit arguments) of one pipeline: a fresh ResNet50 on the devices in view, compiled as
+    train.py compiles it (compile_options override)."""
     import model as model_lib
+    import train
 
-    model = model_lib.build_model(image_size=args.image_size, weights="none")
-    if pipeline == "project":
-        ds = project_pipeline(args, root)
-    else:
-        ds, model = baseline_pipeline(args, root, model)
-    model_lib.compile_model(model, 1e-3, **compile_options)
-    return model, ds
+    devices = train.setup_devices()
+    with devices.scope():
+        classifier = model_lib.build_model(image_size=args.image_size, weights="none")
+        model, fit_arguments = (project_pipeline if pipeline == "project" else baseline_pipeline)(args, root, classifier)
+        options = {"jit_compile": devices.jit_compile, "steps_per_execution": args.steps_per_execution}
+        model_lib.compile_model(model, 1e-3, **{**options, **compile_options})
+    return model, fit_arguments
 
 
-def fit_timed(model, ds, epochs, steps, callbacks=()):
+def fit_timed(model, fit_arguments, epochs, steps, callbacks=()):
     """Wall seconds of each epoch of one fit (a new fit per epoch would also time tf.data's start-up)."""
     import keras
 
@@ -106,14 +125,14 @@ def fit_timed(model, ds, epochs, steps, callbacks=()):
         def on_epoch_end(self, epoch, logs=None):
             seconds.append(time.perf_counter() - self.start)
 
-    model.fit(ds, epochs=epochs, steps_per_epoch=steps, callbacks=[Timer(), *callbacks], verbose=0)
+    model.fit(**fit_arguments, epochs=epochs, steps_per_epoch=steps, callbacks=[Timer(), *callbacks], verbose=0)
     return seconds
 
 
 def train_worker(args):
     """Runs in its own process: steady-state training images/s of one pipeline, and peak memory."""
-    model, ds = compiled_pipeline(args, args.worker, prepare.find_dataset(args.data_dir))
-    seconds = fit_timed(model, ds, args.repeats + 1, args.steps)
+    model, fit_arguments = compiled_pipeline(args, args.worker, prepare.find_dataset(args.data_dir))
+    seconds = fit_timed(model, fit_arguments, args.repeats + 1, args.steps)
     rates = [args.steps * args.batch_size / s for s in seconds[1:]]  # the first run warms up (tracing)
     print(json.dumps({"images_per_s": statistics.median(rates), "runs": rates, "peak_memory_mb": peak_memory_mb()}))
 
@@ -121,9 +140,9 @@ def train_worker(args):
 def run_worker(args, pipeline):
     command = [sys.executable, os.path.abspath(__file__), "--worker", pipeline, "--steps", str(args.steps),
                "--repeats", str(args.repeats), "--batch-size", str(args.batch_size),
-               "--image-size", str(args.image_size)]
+               "--image-size", str(args.image_size), "--steps-per-execution", str(args.steps_per_execution)]
     command += ["--data-dir", args.data_dir] if args.data_dir else []
-    command += ["--max-per-class", str(args.max_per_class)] if args.max_per_class and pipeline == "project" else []
+    command += ["--max-per-class", str(args.max_per_class)] if args.max_per_class else []
     result = subprocess.run(command, capture_output=True, text=True)
     if result.returncode != 0:
         raise SystemExit(f"the {pipeline} benchmark failed:\n{result.stderr[-3000:]}")
@@ -174,10 +193,10 @@ def inference(args, root, workdir):
 
 
 def devices():
-    import tensorflow as tf
+    import keras
 
-    gpus = tf.config.list_physical_devices("GPU")
-    return f"{len(gpus)} GPU(s)" if gpus else f"CPU only, {os.cpu_count()} cores"
+    found = keras.distribution.list_devices()
+    return f"Keras {keras.backend.backend()} backend on {len(found)} x {found[0]}, {os.cpu_count()} CPU cores"
 
 
 def main(argv=None):
@@ -189,8 +208,10 @@ def main(argv=None):
     project = run_worker(args, "project")
     baseline = run_worker(args, "baseline")
     n_train = round(len(data.list_images(root, args.max_per_class, log=lambda m: None)) * (1 - data.VAL_FRACTION))
-    with tempfile.TemporaryDirectory() as workdir:
-        infer = inference(args, root, workdir)
+    infer = {}
+    if not args.training_only:
+        with tempfile.TemporaryDirectory() as workdir:
+            infer = inference(args, root, workdir)
     result = {
         "train_images_per_s": project["images_per_s"],
         "baseline_train_images_per_s": baseline["images_per_s"],
@@ -213,6 +234,8 @@ def main(argv=None):
           f"{result['peak_memory_mb']:.0f} MB peak)  baseline {result['baseline_train_images_per_s']:.1f} images/s "
           f"({result['baseline_seconds_per_epoch']:.0f} s/epoch, {result['baseline_peak_memory_mb']:.0f} MB peak)  "
           f"speed-up {result['train_speedup']:.2f}x")
+    if args.training_only:
+        return 0
     print(f"Inference  Keras {result['infer_images_per_s']:.0f} images/s, LiteRT {result['litert_infer_images_per_s']:.0f} "
           f"images/s")
     print(f"CLI        test.py with .tflite {result['cli_latency_s']:.2f} s, with .h5 {result['cli_latency_keras_s']:.2f} s, "

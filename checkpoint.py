@@ -15,6 +15,7 @@ This module imports neither TensorFlow nor Keras: test.py runs .tflite models wi
 import argparse
 import contextlib
 import glob
+import importlib.util
 import json
 import logging
 import os
@@ -222,12 +223,24 @@ def checked(convert, is_valid, requirement):
 positive_int = checked(int, lambda value: value > 0, "a positive whole number")
 
 
+def installed(module):
+    """Whether module can be imported, found without importing it."""
+    try:
+        return importlib.util.find_spec(module) is not None
+    except ImportError:  # raised by finders that know it is missing
+        return False
+
+
 def import_keras():
     """Keras, imported without the start-up notices of TensorFlow (oneDNN, CUDA probing), which reach file
     descriptor 2 whatever the log settings, and without Keras' advice against .h5 (kept by design).
 
-    The scripts call this before they first import model.py; importing a module changes nothing.
+    Keras' backend is $KERAS_BACKEND's, else TensorFlow, or JAX where TensorFlow is not installed (as on
+    GPU machines set up with JAX alone). The scripts call this before they first import model.py;
+    importing a module changes nothing.
     """
+    if "KERAS_BACKEND" not in os.environ and not installed("tensorflow"):
+        os.environ["KERAS_BACKEND"] = "jax"
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     with silenced_stderr():
         import keras

@@ -4,8 +4,9 @@ The English "GoodImg" set unpacks to English/Img/GoodImg/Bmp/SampleNNN/imgNNN-NN
 Sample001-010 are '0'-'9', Sample011-036 'A'-'Z', Sample037-062 'a'-'z'. Getting it (finding,
 downloading, rendering fonts instead) is prepare.py's job.
 
-TensorFlow is imported only by make_dataset and augmenter, so that reading images (as test.py does
-for one prediction) stays light.
+TensorFlow is imported only by make_dataset (the input of the TensorFlow backend), so that reading
+images (as test.py does for one prediction) stays light. The augmentation is augment.py's, inside the
+model's training step.
 """
 
 import hashlib
@@ -304,45 +305,37 @@ def validation_set(split_path, data_dir=None):
     return root, split_entries(split["val"])
 
 
-# ---------------------------------------------------------------- tf.data
+# ---------------------------------------------------------------- batches
 
-def augmenter(rotation=0.05, contrast=0.2, flip=True, seed=SEED):
-    """A batch function (images, labels) -> (images, labels): rotation, contrast, label-safe flip."""
+def fit_arguments(train, batch_size, validation=None):
+    """model.fit's data arguments for ((uint8 images, labels), labels) batches, as augment.Augmented
+    takes them, from (images, labels) arrays: shuffled training batches, and validation batches if given.
+
+    TensorFlow: tf.data pipelines. Other backends: the arrays themselves, which Keras then holds in
+    the backend's memory (an accelerator's, where there is one) and gathers each batch from there.
+    """
     import keras
+
+    if keras.backend.backend() == "tensorflow":
+        arguments = {"x": make_dataset(*train, batch_size, training=True)}
+        return {**arguments, "validation_data": make_dataset(*validation, batch_size)} if validation else arguments
+    images, labels = (keras.ops.convert_to_tensor(array) for array in train)
+    arguments = {"x": (images, labels), "y": labels, "batch_size": batch_size, "shuffle": True}
+    if validation:
+        images, labels = (keras.ops.convert_to_tensor(array) for array in validation)
+        arguments.update(validation_data=((images, labels), labels), validation_batch_size=batch_size)
+    return arguments
+
+
+def make_dataset(images, labels, batch_size, training=False, seed=SEED):
+    """A tf.data pipeline of ((uint8 images, labels), labels) batches, shuffled when training, for
+    augment.Augmented on the TensorFlow backend."""
     import tensorflow as tf
 
-    rotate = keras.layers.RandomRotation(rotation, fill_mode="nearest", seed=seed)
-    change_contrast = keras.layers.RandomContrast(contrast, seed=seed)
-    targets = tf.constant(flip_targets())
-
-    def augment(images, labels):
-        if flip:
-            images, labels = label_safe_flip(images, labels, targets, tf)
-        images = rotate(images, training=True)
-        images = change_contrast(images, training=True)
-        return images, labels
-
-    return augment
-
-
-def label_safe_flip(images, labels, targets, tf):
-    """Mirror half of the flippable images and give each its mirror class (b<->d, p<->q)."""
-    target = tf.gather(targets, labels)
-    flip = (tf.random.uniform(tf.shape(labels)) < 0.5) & (target >= 0)
-    images = tf.where(flip[:, None, None, None], tf.reverse(images, axis=[2]), images)
-    return images, tf.where(flip, target, labels)
-
-
-def make_dataset(images, labels, batch_size, training=False, augment=None, seed=SEED):
-    """A tf.data pipeline of float32 0-255 images: shuffled and augmented when training."""
-    import tensorflow as tf
-
-    ds = tf.data.Dataset.from_tensor_slices((images, labels.astype(np.int32)))
+    labels = labels.astype(np.int32)
+    ds = tf.data.Dataset.from_tensor_slices(((images, labels), labels))
     if training:
         ds = ds.shuffle(len(images), seed=seed, reshuffle_each_iteration=True)
-    ds = ds.batch(batch_size).map(lambda x, y: (tf.cast(x, tf.float32), y))
-    if augment is not None:
-        ds = ds.map(augment, num_parallel_calls=os.cpu_count())
     options = tf.data.Options()
     options.autotune.enabled = False  # autotuning stalls model.fit for seconds at every epoch end
-    return ds.prefetch(2).with_options(options)
+    return ds.batch(batch_size).prefetch(2).with_options(options)

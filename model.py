@@ -130,7 +130,8 @@ def load_model(path):
         raise ModelError(f"no model at {path}: train one with `python train.py`, or pass --model PATH")
     info = checkpoint.read_info(path)
     try:
-        model = keras.models.load_model(path, compile=False, safe_mode=True)
+        with checkpoint.silenced_stderr():  # on other backends, Keras' .h5 reader imports TensorFlow if it can
+            model = keras.models.load_model(path, compile=False, safe_mode=True)
     except Exception as e:  # h5py, Keras and the OS each raise their own errors on bad files
         reason = str(e).splitlines()[0] if str(e) else type(e).__name__
         raise ModelError(f"cannot load {path} as a Keras model: {reason}") from None

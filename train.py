@@ -65,9 +65,13 @@ def parse_args(argv=None):
     parser.add_argument("--schedule", choices=("constant", "cosine"), default="constant",
                         help="learning rate: constant (the original), or one warm-up epoch then cosine decay")
     parser.add_argument("--no-mixed-precision", dest="mixed_precision", action="store_false",
-                        help="on a GPU, train in float32 instead of mixed float16 (CPUs always use float32)")
+                        help="on a GPU, train in float32 instead of mixed bfloat16 (float16 on GPUs without "
+                             "bfloat16); CPUs always use float32")
     parser.add_argument("--no-xla", dest="xla", action="store_false",
-                        help="on a GPU with TensorFlow, do not compile with XLA (it slows CPUs down)")
+                        help="on a GPU with TensorFlow, do not compile with XLA (it slows CPUs down; JAX always "
+                             "compiles)")
+    parser.add_argument("--steps-per-execution", type=checkpoint.positive_int, default=1,
+                        help="training steps per call into the compiled function (fewer host round trips)")
     parser.add_argument("--output", default=checkpoint.DEFAULT_MODEL, help="where to write the best model (.h5)")
     parser.add_argument("--resume", action="store_true", help="continue the interrupted run from its last epoch")
     return parser.parse_args(argv)
@@ -81,37 +85,57 @@ class Devices:
     process: int = 0
     processes: int = 1
     jit_compile: bool = False
+    accelerator: str = ""  # "" on CPUs, else the kind of GPU or TPU
+    bfloat16: bool = False  # whether the accelerator computes in bfloat16
 
 
-def setup_devices(args):
-    """The Devices in view. TensorFlow: MirroredStrategy over several GPUs. JAX: DataParallel over
-    every device of every process (keras.distribution.initialize reads the KERAS_DISTRIBUTION_*
-    variables). Mixed float16 on accelerators only.
+def setup_devices(xla=True, mixed_precision=True):
+    """The Devices in view, with the dtype policy set for them.
+
+    TensorFlow: MirroredStrategy over several GPUs. JAX: DataParallel over every device of every
+    process (keras.distribution.initialize reads the KERAS_DISTRIBUTION_* variables). Mixed precision
+    on accelerators only: bfloat16 where the chip has it (NVIDIA compute capability 8.0 and newer,
+    TPUs), else float16, for which Keras scales the loss.
     """
     import keras
 
     if keras.backend.backend() == "jax":
-        if int(os.environ.get("KERAS_DISTRIBUTION_NUM_PROCESSES", "1")) > 1:
-            keras.distribution.initialize()
-        import jax
-
-        devices = jax.devices()
-        if len(devices) > 1:
-            keras.distribution.set_distribution(keras.distribution.DataParallel(
-                devices=keras.distribution.list_devices(), auto_shard_dataset=False))
-        on_accelerator = devices[0].platform != "cpu"
-        found = Devices(replicas=len(devices), process=jax.process_index(), processes=jax.process_count(),
-                        jit_compile=True)
+        found = jax_devices()
+    elif keras.backend.backend() == "tensorflow":
+        found = tensorflow_devices(xla)
     else:
-        import tensorflow as tf
-
-        gpus = tf.config.list_physical_devices("GPU")
-        strategy = tf.distribute.MirroredStrategy() if len(gpus) > 1 else tf.distribute.get_strategy()
-        on_accelerator = bool(gpus)
-        found = Devices(strategy.scope, strategy.num_replicas_in_sync, jit_compile=on_accelerator and args.xla)
-    if on_accelerator and args.mixed_precision:
-        keras.mixed_precision.set_global_policy("mixed_float16")
+        found = Devices()
+    if found.accelerator and mixed_precision:
+        keras.config.set_dtype_policy("mixed_bfloat16" if found.bfloat16 else "mixed_float16")
     return found
+
+
+def jax_devices():
+    import jax
+    import keras
+
+    if int(os.environ.get("KERAS_DISTRIBUTION_NUM_PROCESSES", "1")) > 1:
+        keras.distribution.initialize()
+    devices = jax.devices()
+    if len(devices) > 1:
+        keras.distribution.set_distribution(keras.distribution.DataParallel(
+            devices=keras.distribution.list_devices(), auto_shard_dataset=False))
+    first = devices[0]
+    capability = tuple(int(n) for n in str(getattr(first, "compute_capability", "0.0")).split(".")[:2])
+    return Devices(replicas=len(devices), process=jax.process_index(), processes=jax.process_count(),
+                   jit_compile=True, accelerator="" if first.platform == "cpu" else first.device_kind,
+                   bfloat16=first.platform == "tpu" or capability >= (8, 0))
+
+
+def tensorflow_devices(xla):
+    import tensorflow as tf
+
+    gpus = tf.config.list_physical_devices("GPU")
+    strategy = tf.distribute.MirroredStrategy() if len(gpus) > 1 else tf.distribute.get_strategy()
+    details = tf.config.experimental.get_device_details(gpus[0]) if gpus else {}
+    return Devices(strategy.scope, strategy.num_replicas_in_sync, jit_compile=bool(gpus) and xla,
+                   accelerator=details.get("device_name", "GPU") if gpus else "",
+                   bfloat16=details.get("compute_capability", (0, 0)) >= (8, 0))
 
 
 def process_shard(train_idx, paths, process, processes):
@@ -290,12 +314,14 @@ def start_or_resume(resume):
 
 def train(args):
     keras = checkpoint.import_keras()
+    import augment
     import model as model_lib
 
     keras.utils.set_random_seed(args.seed)
-    devices = setup_devices(args)
+    devices = setup_devices(args.xla, args.mixed_precision)
     with devices.scope():
         model = model_lib.build_model(image_size=args.image_size, weights=args.weights)
+        trainer = augment.Augmented(model, augment=args.augment, flip=args.flip, seed=args.seed)
     dataset = load_data(args)
     if args.batch_size > len(dataset.train_idx):
         raise data.DatasetError(f"--batch-size {args.batch_size} is larger than the {len(dataset.train_idx)} "
@@ -305,12 +331,10 @@ def train(args):
     train_idx = process_shard(dataset.train_idx, dataset.paths, devices.process, devices.processes)
     batch_size = args.batch_size * devices.replicas // devices.processes  # this process's part of the global batch
 
-    augment = data.augmenter(flip=args.flip, seed=args.seed) if args.augment else None
-    train_ds = data.make_dataset(dataset.images[train_idx], dataset.labels[train_idx], batch_size, training=True,
-                                 augment=augment, seed=args.seed)
-    val_ds = data.make_dataset(dataset.images[dataset.val_idx], dataset.labels[dataset.val_idx], batch_size)
+    steps_per_epoch = -(-len(train_idx) // batch_size)
     with devices.scope():
-        model_lib.compile_model(model, learning_rate(args, len(train_ds)), jit_compile=devices.jit_compile)
+        model_lib.compile_model(trainer, learning_rate(args, steps_per_epoch), jit_compile=devices.jit_compile,
+                                steps_per_execution=args.steps_per_execution)
 
     start_or_resume(args.resume)
     timer = EpochTimer()
@@ -320,13 +344,16 @@ def train(args):
         keras.callbacks.BackupAndRestore(checkpoint.BACKUP_DIR, double_checkpoint=True),
         saver.callback(),
         keras.callbacks.CSVLogger(checkpoint.HISTORY_PATH, append=True),
-        keras.callbacks.TensorBoard(checkpoint.LOG_DIR, write_graph=False, profile_batch=0),
         timer.callback(),
     ]
+    if keras.backend.backend() == "tensorflow":  # it writes through tf.summary
+        callbacks.append(keras.callbacks.TensorBoard(checkpoint.LOG_DIR, write_graph=False, profile_batch=0))
     interrupted = False
+    train_set = dataset.images[train_idx], dataset.labels[train_idx]
+    val_set = dataset.images[dataset.val_idx], dataset.labels[dataset.val_idx]
     try:
-        model.fit(train_ds, validation_data=val_ds, epochs=args.epochs, callbacks=callbacks,
-                  shuffle=False)  # train_ds shuffles itself
+        trainer.fit(**data.fit_arguments(train_set, batch_size, val_set), epochs=args.epochs, callbacks=callbacks,
+                    verbose="auto" if sys.stdout.isatty() else 2)  # a line an epoch in a log file
     except KeyboardInterrupt:
         interrupted = True
     return finish(args.output, timer.summary(len(train_idx)), interrupted)

@@ -44,6 +44,35 @@ def run(script, *args, cwd, timeout=600, env=None):
                           capture_output=True, text=True, timeout=timeout, env=script_env(cwd, **(env or {})))
 
 
+WITHOUT_TENSORFLOW = """
+import runpy, sys
+
+class NoTensorFlow:
+    def find_spec(self, name, path=None, target=None):
+        if name.split(".")[0] == "tensorflow":
+            raise ModuleNotFoundError(f"No module named {{name!r}} (hidden by the test)", name=name)
+
+sys.meta_path.insert(0, NoTensorFlow())
+sys.argv = sys.argv[1:]
+sys.path.insert(0, {repo!r})
+try:
+    runpy.run_path(sys.argv[0], run_name="__main__")
+finally:
+    assert not [m for m in sys.modules if m.split(".")[0] == "tensorflow"]
+"""
+
+
+def without_tensorflow(script, *args):
+    """The command that runs a script as if TensorFlow were not installed: importing it fails."""
+    return [sys.executable, "-c", WITHOUT_TENSORFLOW.format(repo=REPO), os.path.join(REPO, script), *map(str, args)]
+
+
+def run_without_tensorflow(script, *args, cwd, env=None):
+    """run(), but as if TensorFlow were not installed."""
+    return subprocess.run(without_tensorflow(script, *args), cwd=cwd, capture_output=True, text=True, timeout=600,
+                          env=script_env(cwd, **(env or {})))
+
+
 def model_info(image_size):
     """The least JSON a model needs beside it (train.py writes more)."""
     return {"class_names": data.CLASS_NAMES, "characters": data.CHARACTERS, "image_size": image_size,

@@ -171,34 +171,19 @@ def test_flip_targets_never_teach_a_wrong_label():
         assert targets[char(never)] == -1
 
 
-def test_label_safe_flip_mirrors_pixels_and_swaps_labels():
-    import tensorflow as tf
-
-    char = data.CHARACTERS.index
-    labels = np.array([char("b"), char("R"), char("A")] * 200, np.int32)
-    images = np.zeros((len(labels), 8, 8, 3), np.float32)
-    images[:, :, 0] = 255  # a bar at the left edge
-    flipped, new_labels = data.label_safe_flip(tf.constant(images), tf.constant(labels),
-                                               tf.constant(data.flip_targets()), tf)
-    flipped, new_labels = flipped.numpy(), new_labels.numpy()
-    mirrored = flipped[:, 0, 7, 0] == 255
-    assert (new_labels[labels == char("R")] == char("R")).all() and not mirrored[labels == char("R")].any()
-    b = labels == char("b")
-    assert (new_labels[b & mirrored] == char("d")).all() and (new_labels[b & ~mirrored] == char("b")).all()
-    assert 0.3 < mirrored[b].mean() < 0.7
-    assert (new_labels[labels == char("A")] == char("A")).all() and mirrored[labels == char("A")].any()
-
-
-def test_training_pipeline_batches_augmented_float_images():
+def test_tensorflow_pipeline_batches_uint8_images_with_their_labels_as_input_and_target():
     images = np.random.default_rng(0).integers(0, 256, (10, 32, 32, 3), dtype=np.uint8)
     labels = np.arange(10, dtype=np.int32)
-    ds = data.make_dataset(images, labels, 4, training=True, augment=data.augmenter())
-    batches = list(ds)
+    batches = list(data.make_dataset(images, labels, 4, training=True))
     assert [len(y) for _, y in batches] == [4, 4, 2]
-    x = batches[0][0].numpy()
-    assert x.dtype == np.float32 and x.shape == (4, 32, 32, 3) and 0 <= x.min() and x.max() <= 255
-    val = list(data.make_dataset(images, labels, 4))
-    np.testing.assert_array_equal(np.concatenate([x for x, _ in val]), images)
+    (x, x_labels), y = batches[0]
+    assert x.dtype == np.uint8 and x.shape == (4, 32, 32, 3)
+    np.testing.assert_array_equal(x_labels, y)
+    np.testing.assert_array_equal(x.numpy(), images[y.numpy()])
+    shuffled = np.concatenate([y for _, y in batches])
+    assert sorted(shuffled) == list(range(10)) and list(shuffled) != list(range(10))
+    in_order = list(data.make_dataset(images, labels, 4))
+    np.testing.assert_array_equal(np.concatenate([x for (x, _), _ in in_order]), images)
 
 
 def test_synthetic_renders_every_class_in_the_official_layout(tmp_path):

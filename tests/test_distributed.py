@@ -1,4 +1,5 @@
-"""Two training processes on 127.0.0.1 (JAX backend, CPU) train together as one data-parallel job."""
+"""Two training processes on 127.0.0.1 (JAX backend, CPU, no TensorFlow) train together as one data-parallel
+job; MirroredStrategy on two logical CPUs (TensorFlow backend)."""
 
 import json
 import os
@@ -10,7 +11,7 @@ import h5py
 import numpy as np
 import pytest
 
-from conftest import REPO, TEST_IMAGE_SIZE, script_env
+from conftest import REPO, TEST_IMAGE_SIZE, run_without_tensorflow, script_env, without_tensorflow
 
 pytest.importorskip("jax", reason="multi-process training runs on the JAX backend")
 
@@ -29,7 +30,7 @@ def saved_weights(path):
     return arrays
 
 
-def test_two_processes_train_on_their_own_shards_to_identical_weights(tmp_path, tiny_english):
+def test_two_processes_train_on_their_own_shards_to_identical_weights_without_tensorflow(tmp_path, tiny_english):
     port, processes = free_port(), []
     for i in range(2):
         workdir = tmp_path / f"host{i}"
@@ -38,8 +39,8 @@ def test_two_processes_train_on_their_own_shards_to_identical_weights(tmp_path, 
         env = script_env(workdir, KERAS_BACKEND="jax", KERAS_DISTRIBUTION_JOB_ADDRESSES=f"127.0.0.1:{port}",
                          KERAS_DISTRIBUTION_NUM_PROCESSES="2", KERAS_DISTRIBUTION_PROCESS_ID=str(i))
         processes.append(subprocess.Popen(
-            [sys.executable, os.path.join(REPO, "train.py"), "--weights", "none", "--epochs", "1",
-             "--image-size", TEST_IMAGE_SIZE, "--batch-size", "4", "--max-per-class", "2"],
+            without_tensorflow("train.py", "--weights", "none", "--epochs", "1", "--image-size", TEST_IMAGE_SIZE,
+                               "--batch-size", "4", "--max-per-class", "2"),
             cwd=workdir, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True))
     outputs = [p.communicate(timeout=600)[0] for p in processes]
     for p, output in zip(processes, outputs):
@@ -58,6 +59,33 @@ def test_two_processes_train_on_their_own_shards_to_identical_weights(tmp_path, 
         np.testing.assert_array_equal(first[name], second[name], err_msg=name)
     info = json.loads((hosts[0] / "saved" / "model" / "model_new.json").read_text())
     assert info["devices"]["backend"] == "jax" and info["devices"]["processes"] == 2
+    assert "jax" in info["versions"] and "tensorflow" not in info["versions"]
+    predicted_and_scored_on_jax_without_tensorflow(hosts[0], info)
+
+
+KERAS_COPY = """
+import sys
+import checkpoint
+checkpoint.import_keras()
+import model
+net, info = model.load_model(sys.argv[1])
+model.save_model(net, sys.argv[2], info)
+"""
+
+
+def predicted_and_scored_on_jax_without_tensorflow(workdir, info):
+    """test.py predicts with the .h5 that train.py wrote, and scores a .keras copy of it."""
+    jax = {"KERAS_BACKEND": "jax"}
+    predicted = run_without_tensorflow("test.py", "-img", "/Sample008/img008-00001.png", cwd=workdir, env=jax)
+    assert predicted.returncode == 0 and predicted.stdout.startswith("Sample"), predicted.stderr[-3000:]
+    (workdir / "save_as_keras.py").write_text(KERAS_COPY)
+    copy = workdir / "saved" / "model" / "copy.keras"
+    copied = run_without_tensorflow(workdir / "save_as_keras.py", workdir / "saved" / "model" / "model_new.h5", copy,
+                                    cwd=workdir, env=jax)
+    assert copied.returncode == 0, copied.stderr[-3000:]
+    scored = run_without_tensorflow("test.py", "--eval", "--json", "--model", copy, cwd=workdir, env=jax)
+    assert scored.returncode == 0, scored.stderr[-3000:]
+    assert json.loads(scored.stdout)["accuracy"] == pytest.approx(info["metrics"]["val_accuracy"], abs=1e-6)
 
 
 MIRRORED_TRAIN = """
@@ -70,7 +98,7 @@ sys.path.insert(0, {repo!r})
 import train
 
 strategy = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
-train.setup_devices = lambda args: train.Devices(strategy.scope, strategy.num_replicas_in_sync)
+train.setup_devices = lambda *flags: train.Devices(strategy.scope, strategy.num_replicas_in_sync)
 sys.exit(train.main(sys.argv[1:]))
 """
 

@@ -13,7 +13,8 @@ import h5py
 from conftest import REPO, TEST_IMAGE_SIZE, run, script_env
 
 EPOCHS = "3"
-TRAIN_FLAGS = ["--weights", "none", "--image-size", TEST_IMAGE_SIZE, "--batch-size", "4", "--epochs", EPOCHS]
+TRAIN_FLAGS = ["--weights", "none", "--image-size", TEST_IMAGE_SIZE, "--batch-size", "4", "--max-per-class", "3",
+               "--epochs", EPOCHS]
 
 
 def epochs_done(workdir):

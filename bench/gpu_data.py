@@ -1,0 +1,69 @@
+"""Carry GoodImg to a GPU machine that has no copy of it: pack here, unpack there (see bench/gpu.sh).
+
+    python bench/gpu_data.py pack --data-dir ../shared/chars74k/English gpu/goodimg64.npz
+    python bench/gpu_data.py unpack gpu/goodimg64.npz /tmp/English /tmp/peer.npz
+
+pack: the images decoded and padded to 64x64 (the model's input), their paths and the split of the
+shipped model, compressed (53 MB instead of 130 MB of PNGs at their original sizes).
+unpack: the 64x64 images as PNGs in the official layout, which train.py reads exactly as the
+originals (padding a 64x64 image to 64x64 leaves it as it is), and the same split as
+peer_pytorch.py's x_train, y_train, x_val, y_val.
+"""
+
+import argparse
+import os
+import sys
+
+import numpy as np
+from PIL import Image
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+import checkpoint  # noqa: E402
+import data  # noqa: E402
+import prepare  # noqa: E402
+
+SHIPPED_SPLIT = os.path.join(checkpoint.SHIPPED_MODEL_DIR, "chars74k_resnet50_fp16.split.json")
+
+
+def pack(data_dir, output, split_path=SHIPPED_SPLIT):
+    root = prepare.find_dataset(data_dir)
+    images, labels, paths = data.decode_images(root, data.list_images(root), data.IMAGE_SIZE, data.DEFAULT_RESIZE)
+    index = {path: i for i, path in enumerate(paths)}
+    split = data.load_split(split_path)
+    train, val = ([index[path] for path in split[part]] for part in ("train", "val"))
+    np.savez_compressed(output, images=images, labels=labels, paths=np.array(paths), train=train, val=val)
+    print(f"{output}: {len(images)} images, {len(train)} training and {len(val)} validation "
+          f"({os.path.getsize(output) / 1e6:.1f} MB)")
+
+
+def unpack(packed, english, peer_npz=None):
+    with np.load(packed) as f:
+        images, labels, paths, train, val = (f[k] for k in ("images", "labels", "paths", "train", "val"))
+    root = os.path.join(english, data.GOODIMG_SUBDIR)
+    for image, path in zip(images, paths):
+        os.makedirs(os.path.join(root, os.path.dirname(str(path))), exist_ok=True)
+        Image.fromarray(image).save(os.path.join(root, str(path)))
+    if peer_npz:
+        np.savez(peer_npz, x_train=images[train], y_train=labels[train], x_val=images[val], y_val=labels[val])
+    print(f"{english}: {len(images)} images" + (f"; {peer_npz}: the split for peer_pytorch.py" if peer_npz else ""))
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    commands = parser.add_subparsers(dest="command", required=True)
+    packing = commands.add_parser("pack")
+    packing.add_argument("--data-dir", required=True)
+    packing.add_argument("--split", default=SHIPPED_SPLIT)
+    packing.add_argument("output")
+    unpacking = commands.add_parser("unpack")
+    unpacking.add_argument("packed")
+    unpacking.add_argument("english")
+    unpacking.add_argument("peer_npz", nargs="?")
+    args = parser.parse_args()
+    if args.command == "pack":
+        return checkpoint.run_script(lambda: pack(args.data_dir, args.output, args.split))
+    return checkpoint.run_script(lambda: unpack(args.packed, args.english, args.peer_npz))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

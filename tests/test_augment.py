@@ -1,0 +1,69 @@
+"""augment.Augmented: the label-safe flip, rotation and contrast inside the training step."""
+
+import numpy as np
+import pytest
+
+import augment
+import data
+
+import keras
+from keras import ops
+
+CHAR = data.CHARACTERS.index
+
+
+class BarSide(keras.layers.Layer):
+    """A stand-in classifier: certain of 'b' when the image's left column is the brighter, else of 'd'."""
+
+    def call(self, images):
+        left = ops.mean(images[:, :, 0, 0], axis=1) > ops.mean(images[:, :, -1, 0], axis=1)
+        one_hot = ops.convert_to_tensor(np.eye(data.NUM_CLASSES, dtype="float32")[[CHAR("b"), CHAR("d")]])
+        return ops.where(left[:, None], one_hot[0], one_hot[1])
+
+
+def bars_on_the_left(labels):
+    images = np.zeros((len(labels), 8, 8, 3), np.uint8)
+    images[:, :, 0] = 255
+    return images, np.array(labels, np.int32)
+
+
+def test_flip_mask_flips_half_of_the_mirrorable_and_never_the_others():
+    labels = np.array([CHAR("b"), CHAR("A"), CHAR("R"), CHAR("7")] * 500, np.int32)
+    flipped = ops.convert_to_numpy(augment.Augmented(BarSide()).flip_mask(ops.convert_to_tensor(labels)))
+    for char in "bA":
+        assert 0.4 < flipped[labels == CHAR(char)].mean() < 0.6
+    for char in "R7":
+        assert not flipped[labels == CHAR(char)].any()
+
+
+def test_a_mirrored_b_is_scored_as_a_b():
+    """The stand-in sees a 'd' in each flipped 'b'; read through the mirror, every answer is 'b' again."""
+    images, labels = bars_on_the_left([CHAR("b")] * 400)
+    model = augment.Augmented(BarSide(), rotation=0.0, contrast=0.0, seed=3)
+    seen = ops.convert_to_numpy(model.classifier(ops.cast(ops.flip(images, axis=2), "float32")))
+    assert (seen.argmax(axis=1) == CHAR("d")).all()  # what a flipped 'b' looks like to it
+    answers = ops.convert_to_numpy(model((images, labels), training=True)).argmax(axis=1)
+    assert (answers == CHAR("b")).all()
+
+
+def test_without_training_it_is_the_classifier_alone():
+    images, labels = bars_on_the_left([CHAR("R")] * 4)
+    model = augment.Augmented(BarSide())
+    np.testing.assert_array_equal(ops.convert_to_numpy(model((images, labels), training=False)),
+                                  ops.convert_to_numpy(BarSide()(ops.cast(images, "float32"))))
+
+
+@pytest.mark.parametrize("augmenting", [True, False])
+def test_rotation_and_contrast_change_the_pixels_only_when_augmenting(augmenting):
+    class FirstPixels(keras.layers.Layer):
+        """The classifier's input, as far as 62 numbers show it."""
+
+        def call(self, images):
+            return ops.reshape(images, (ops.shape(images)[0], -1))[:, : data.NUM_CLASSES]
+
+    images = np.random.default_rng(0).integers(0, 256, (6, 16, 16, 3), dtype=np.uint8)
+    labels = np.full(6, CHAR("R"), np.int32)  # never flipped: any change is rotation or contrast
+    model = augment.Augmented(FirstPixels(), augment=augmenting)
+    seen = ops.convert_to_numpy(model((images, labels), training=True))
+    assert seen.min() >= 0 and seen.max() <= 255
+    assert np.array_equal(seen, images.reshape(6, -1)[:, : data.NUM_CLASSES]) != augmenting
