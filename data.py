@@ -12,6 +12,7 @@ model's training step.
 import hashlib
 import json
 import os
+import stat
 import string
 import warnings
 import zlib
@@ -81,14 +82,9 @@ def same_character_ignoring_case(labels, predicted):
 # ---------------------------------------------------------------- images
 
 def to_rgb(img):
-    """Any Pillow mode (L, LA, P, RGBA, CMYK, 16-bit, float) as 8-bit RGB."""
+    """Any Pillow mode (L, LA, P, RGBA, CMYK, 16- and 32-bit integers, float) as 8-bit RGB."""
     if img.mode in ("I", "I;16", "I;16B", "I;16L", "I;16N", "F"):
-        pixels = np.asarray(img, dtype=np.float64)
-        if img.mode == "F" and pixels.max(initial=0) <= 1.0:
-            pixels = pixels * 255.0
-        elif pixels.max(initial=0) > 255:
-            pixels = pixels / 257.0
-        img = Image.fromarray(np.clip(pixels, 0, 255).astype(np.uint8), mode="L")
+        img = Image.fromarray(grey_levels_to_8_bit(np.asarray(img, dtype=np.float64), img.mode == "F"), mode="L")
     if img.mode in ("RGBA", "LA", "PA") or (img.mode == "P" and "transparency" in img.info):
         rgba = img.convert("RGBA")
         white = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
@@ -96,8 +92,34 @@ def to_rgb(img):
     return img.convert("RGB")
 
 
+def grey_levels_to_8_bit(pixels, is_float):
+    """Grey levels as 0-255. Floats: 0-1 scaled up, 0-255 kept, larger ranges scaled down to fit.
+    Integers: by the bit depth that holds their largest value, so 10- or 12-bit data in a 16-bit
+    file keeps its contrast. Negative values are shifted up; NaN and infinity become black."""
+    finite = np.isfinite(pixels)
+    pixels = np.where(finite, pixels, 0.0)
+    low, high = (pixels[finite].min(), pixels[finite].max()) if finite.any() else (0.0, 0.0)
+    if low < 0:
+        pixels, high = pixels - low, high - low
+    if is_float:
+        scale = 255.0 if high <= 1.0 else min(1.0, 255.0 / high)
+    else:
+        scale = 255.0 / (2 ** max(8, int(np.ceil(np.log2(high + 1)))) - 1)
+    return np.clip(pixels * scale, 0, 255).round().astype(np.uint8)
+
+
 def read_image(path):
-    """Open any image file as upright RGB (EXIF rotation applied, first frame of animations)."""
+    """Open any image file as upright RGB (EXIF rotation applied, first frame of animations).
+
+    Only regular files are opened: a FIFO, socket or device would block or never end."""
+    try:
+        kind = os.stat(path).st_mode
+    except FileNotFoundError:
+        raise UnreadableImage(f"{path}: no such file") from None
+    if stat.S_ISDIR(kind):
+        raise UnreadableImage(f"{path}: is a folder, not an image")
+    if not stat.S_ISREG(kind):
+        raise UnreadableImage(f"{path}: not a regular file (a pipe, socket or device), not read")
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
@@ -110,10 +132,6 @@ def read_image(path):
                 return to_rgb(img)
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as e:
         raise UnreadableImage(f"{path}: too many pixels ({e})") from None
-    except FileNotFoundError:
-        raise UnreadableImage(f"{path}: no such file") from None
-    except IsADirectoryError:
-        raise UnreadableImage(f"{path}: is a folder, not an image") from None
     except (OSError, ValueError, SyntaxError, EOFError, zlib.error) as e:
         reason = "empty file" if os.path.isfile(path) and os.path.getsize(path) == 0 else str(e) or type(e).__name__
         raise UnreadableImage(f"{path}: not a readable image ({reason})") from None

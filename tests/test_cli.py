@@ -96,11 +96,14 @@ def test_bad_images_are_one_line_each_and_the_good_ones_still_predicted(trained,
     (tmp_path / "text.png").write_text("hello")
     good = workdir / "English" / data.GOODIMG_SUBDIR / SAMPLE.lstrip("/")
     (tmp_path / "truncated.png").write_bytes(good.read_bytes()[:100])
+    os.mkdir(tmp_path / "folder")
+    os.mkfifo(tmp_path / "folder" / "pipe.png")  # Pillow would wait on it forever
     result = run("test.py", "-img", tmp_path / "empty.png", tmp_path / "text.png", tmp_path / "truncated.png",
-                 tmp_path / "missing.png", SAMPLE, cwd=workdir)
+                 tmp_path / "missing.png", tmp_path / "folder", SAMPLE, cwd=workdir, timeout=120)
     assert_user_error(result, "empty.png")
     errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
-    assert len(errors) == 4 and any("missing.png" in line for line in errors)
+    assert len(errors) == 5 and any("missing.png" in line for line in errors)
+    assert any("pipe.png: not a regular file" in line for line in errors)
     assert len(result.stdout.splitlines()) == 1 and result.stdout.split()[0] in data.CLASS_NAMES
 
 

@@ -2,6 +2,7 @@
 
 import io
 import os
+import warnings
 
 import numpy as np
 import pytest
@@ -37,6 +38,40 @@ def test_16_bit_png_keeps_its_contrast(tmp_path):
     pixels[:, 8:12] = 2000
     image = data.load_image(save(Image.fromarray(pixels), tmp_path / "deep.png"), size=32)
     assert image[16, 16, 0] < 20 and image[16, 10, 0] > 220
+
+
+@pytest.mark.parametrize("bits", [10, 12])
+def test_10_and_12_bit_data_in_a_16_bit_png_keeps_its_contrast(tmp_path, bits):
+    top = 2 ** bits - 1
+    pixels = np.full((40, 20), round(top * 0.9), np.uint16)
+    pixels[:, 8:12] = round(top * 0.05)
+    image = data.load_image(save(Image.fromarray(pixels), tmp_path / "deep.png"), size=32)
+    assert image[16, 16, 0] < 30 and image[16, 10, 0] > 200  # was almost black, divided by 257
+
+
+def test_32_bit_integers_keep_their_contrast(tmp_path):
+    pixels = np.full((40, 20), 900_000, np.int32)
+    pixels[:, 8:12] = 20_000
+    image = data.load_image(save(Image.fromarray(pixels, mode="I"), tmp_path / "wide.tif"), size=32)
+    assert image[16, 16, 0] < 30 and image[16, 10, 0] > 200  # was all white, clipped at 255
+
+
+def test_float_image_with_nan_and_infinity_loads_without_warnings(tmp_path):
+    pixels = np.full((40, 20), 0.9, np.float32)
+    pixels[:, 8:12] = 0.1
+    pixels[0, 0], pixels[0, 1] = np.nan, np.inf
+    path = save(Image.fromarray(pixels, mode="F"), tmp_path / "float.tif")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        image = data.load_image(path, size=32)
+    assert image[16, 16, 0] < 60 and image[16, 10, 0] > 200
+
+
+def test_a_fifo_is_refused_at_once_not_opened(tmp_path):
+    fifo = tmp_path / "pipe.png"
+    os.mkfifo(fifo)
+    with pytest.raises(data.UnreadableImage, match="not a regular file"):
+        data.read_image(str(fifo))  # opening it would block until a writer came
 
 
 def test_cmyk_jpeg_loads(tmp_path):
