@@ -167,8 +167,7 @@ def inference(args, root, workdir):
 
     model_path = os.path.join(workdir, "model.h5")
     model = model_lib.build_model(image_size=args.image_size, weights="none")
-    model_lib.save_model(model, model_path, {"class_names": data.CLASS_NAMES, "characters": data.CHARACTERS,
-                                             "image_size": args.image_size, "resize": data.DEFAULT_RESIZE})
+    model_lib.save_model(model, model_path, data.model_inputs(args.image_size))
     tflite_path, _ = export.export(model_path, export_dir=workdir)
     entries = data.list_images(root, args.max_per_class, log=lambda m: None)[:1024]
     images = data.decode_images(root, entries, args.image_size, log=lambda m: None, progress=False)[0].astype(np.float32)

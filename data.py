@@ -73,6 +73,11 @@ def case_fold_indices():
                      for c in CHARACTERS], dtype=np.int32)
 
 
+def model_inputs(image_size=IMAGE_SIZE, resize=DEFAULT_RESIZE):
+    """What a model needs in its JSON to read images as it was trained on them (checkpoint.py)."""
+    return {"class_names": CLASS_NAMES, "characters": CHARACTERS, "image_size": image_size, "resize": resize}
+
+
 def same_character_ignoring_case(labels, predicted):
     """For each image, whether the predicted class is the label's character in either case (-1: no answer)."""
     fold = case_fold_indices()
@@ -337,11 +342,15 @@ def fit_arguments(train, batch_size, validation=None):
     if keras.backend.backend() == "tensorflow":
         arguments = {"x": make_dataset(*train, batch_size, training=True)}
         return {**arguments, "validation_data": make_dataset(*validation, batch_size)} if validation else arguments
-    images, labels = (keras.ops.convert_to_tensor(array) for array in train)
-    arguments = {"x": (images, labels), "y": labels, "batch_size": batch_size, "shuffle": True}
+
+    def held_by_backend(images, labels):
+        images, labels = keras.ops.convert_to_tensor(images), keras.ops.convert_to_tensor(labels)
+        return (images, labels), labels
+
+    x, y = held_by_backend(*train)
+    arguments = {"x": x, "y": y, "batch_size": batch_size, "shuffle": True}
     if validation:
-        images, labels = (keras.ops.convert_to_tensor(array) for array in validation)
-        arguments.update(validation_data=((images, labels), labels), validation_batch_size=batch_size)
+        arguments.update(validation_data=held_by_backend(*validation), validation_batch_size=batch_size)
     return arguments
 
 

@@ -63,7 +63,7 @@ def load(model_path):
     return model_lib.load_model(model_path)
 
 
-def image_paths(given, data_dir=checkpoint.DATA_DIR):
+def image_paths(given, data_dir):
     """Image files for each -img argument: files, folders (every image inside), or dataset paths."""
     root = data.class_root(data_dir) or os.path.join(data_dir, data.GOODIMG_SUBDIR)
     paths, missing = [], []

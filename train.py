@@ -283,10 +283,7 @@ def run_info(args, dataset, devices):
     training.update(output=checkpoint.portable(args.output),
                     data_dir=args.data_dir and checkpoint.portable(args.data_dir))
     return {
-        "class_names": data.CLASS_NAMES,
-        "characters": data.CHARACTERS,
-        "image_size": args.image_size,
-        "resize": args.resize,
+        **data.model_inputs(args.image_size, args.resize),
         "preprocessing": "RGB uint8 pixels 0-255, resized by data.fit_image; ImageNet caffe "
                          "preprocessing is the model's first layer",
         "data": {"source": args.data, "dir": checkpoint.portable(dataset.root), "n_images": len(dataset.images),

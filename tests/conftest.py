@@ -75,8 +75,7 @@ def run_without_tensorflow(script, *args, cwd, env=None):
 
 def model_info(image_size):
     """The least JSON a model needs beside it (train.py writes more)."""
-    return {"class_names": data.CLASS_NAMES, "characters": data.CHARACTERS, "image_size": image_size,
-            "resize": "pad"}
+    return data.model_inputs(image_size, "pad")
 
 
 def assert_user_error(result, fragment, code=2):
