@@ -330,7 +330,7 @@ def validation_set(split_path, data_dir=None):
 
 # ---------------------------------------------------------------- batches
 
-def fit_arguments(train, batch_size, validation=None):
+def fit_arguments(train, batch_size, validation=None, seed=SEED):
     """model.fit's data arguments for ((uint8 images, labels), labels) batches, as augment.Augmented
     takes them, from (images, labels) arrays: shuffled training batches, and validation batches if given.
 
@@ -340,7 +340,7 @@ def fit_arguments(train, batch_size, validation=None):
     import keras
 
     if keras.backend.backend() == "tensorflow":
-        arguments = {"x": make_dataset(*train, batch_size, training=True)}
+        arguments = {"x": make_dataset(*train, batch_size, training=True, seed=seed)}
         return {**arguments, "validation_data": make_dataset(*validation, batch_size)} if validation else arguments
 
     def held_by_backend(images, labels):

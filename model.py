@@ -89,14 +89,26 @@ def case_insensitive_accuracy(y_true, y_pred):
     return ops.cast(ops.equal(true, predicted), "float32")
 
 
-def compile_model(model, learning_rate, jit_compile=False, steps_per_execution=1):
-    """Adam on sparse labels; accuracy, case-insensitive accuracy and top-5. XLA only where asked:
-    on CPUs it makes TensorFlow training several times slower (RESULTS.md)."""
+def sparse_crossentropy(label_smoothing):
+    """Cross-entropy on class indices; Keras' sparse loss has no label smoothing, so smoothing one-hot encodes."""
+    if not label_smoothing:
+        return "sparse_categorical_crossentropy"
+
+    def smoothed_crossentropy(y_true, y_pred):
+        targets = ops.one_hot(ops.cast(ops.reshape(y_true, (-1,)), "int32"), ops.shape(y_pred)[-1])
+        return keras.losses.categorical_crossentropy(targets, y_pred, label_smoothing=label_smoothing)
+
+    return smoothed_crossentropy
+
+
+def compile_model(model, learning_rate, jit_compile=False, steps_per_execution=1, label_smoothing=0.0):
+    """Adam on sparse labels, optionally smoothed; accuracy, case-insensitive accuracy and top-5. XLA only
+    where asked: on CPUs it makes TensorFlow training several times slower (RESULTS.md)."""
     model.compile(
         jit_compile=jit_compile,
         steps_per_execution=steps_per_execution,
         optimizer=keras.optimizers.Adam(learning_rate),
-        loss="sparse_categorical_crossentropy",
+        loss=sparse_crossentropy(label_smoothing),
         metrics=["accuracy",
                  keras.metrics.MeanMetricWrapper(case_insensitive_accuracy, name="accuracy_ci"),
                  keras.metrics.SparseTopKCategoricalAccuracy(5, name="top5")],

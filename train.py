@@ -44,6 +44,7 @@ LEARNING_RATE = 1e-3
 
 image_size = checkpoint.checked(int, lambda value: value >= 32, "at least 32 (ResNet50's smallest input)")
 fraction = checkpoint.checked(float, lambda value: 0 < value < 1, "between 0 and 1 (exclusive)")
+smoothing = checkpoint.checked(float, lambda value: 0 <= value < 1, "at least 0 and below 1")
 
 
 def parse_args(argv=None):
@@ -57,7 +58,12 @@ def parse_args(argv=None):
     parser.add_argument("--resize", choices=checkpoint.RESIZE_MODES, default=data.DEFAULT_RESIZE,
                         help="pad keeps the aspect ratio, stretch does not")
     parser.add_argument("--val-fraction", type=fraction, default=data.VAL_FRACTION)
-    parser.add_argument("--seed", type=int, default=data.SEED)
+    parser.add_argument("--seed", type=int, default=data.SEED, help="of the train/validation split")
+    parser.add_argument("--train-seed", type=int,
+                        help="of the initial weights, augmentation and batch order (default: --seed); another "
+                             "value trains again on the same split, to measure the spread between runs")
+    parser.add_argument("--label-smoothing", type=smoothing, default=0.0,
+                        help="move this share of each target to the other classes (0: the original)")
     parser.add_argument("--weights", default="imagenet",
                         help="imagenet (Keras' download), none, or a weights file (ResNet50 backbone or a saved model)")
     parser.add_argument("--no-augment", dest="augment", action="store_false", help="train without augmentation")
@@ -74,7 +80,10 @@ def parse_args(argv=None):
                         help="training steps per call into the compiled function (fewer host round trips)")
     parser.add_argument("--output", default=checkpoint.DEFAULT_MODEL, help="where to write the best model (.h5)")
     parser.add_argument("--resume", action="store_true", help="continue the interrupted run from its last epoch")
-    return parser.parse_args(argv)
+    args = parser.parse_args(argv)
+    if args.train_seed is None:
+        args.train_seed = args.seed
+    return args
 
 
 @dataclasses.dataclass
@@ -314,11 +323,11 @@ def train(args):
     import augment
     import model as model_lib
 
-    keras.utils.set_random_seed(args.seed)
+    keras.utils.set_random_seed(args.train_seed)
     devices = setup_devices(args.xla, args.mixed_precision)
     with devices.scope():
         model = model_lib.build_model(image_size=args.image_size, weights=args.weights)
-        trainer = augment.Augmented(model, augment=args.augment, flip=args.flip, seed=args.seed)
+        trainer = augment.Augmented(model, augment=args.augment, flip=args.flip, seed=args.train_seed)
     dataset = load_data(args)
     if args.batch_size > len(dataset.train_idx):
         raise data.DatasetError(f"--batch-size {args.batch_size} is larger than the {len(dataset.train_idx)} "
@@ -331,7 +340,7 @@ def train(args):
     steps_per_epoch = -(-len(train_idx) // batch_size)
     with devices.scope():
         model_lib.compile_model(trainer, learning_rate(args, steps_per_epoch), jit_compile=devices.jit_compile,
-                                steps_per_execution=args.steps_per_execution)
+                                steps_per_execution=args.steps_per_execution, label_smoothing=args.label_smoothing)
 
     start_or_resume(args.resume)
     timer = EpochTimer()
@@ -349,7 +358,7 @@ def train(args):
     train_set = dataset.images[train_idx], dataset.labels[train_idx]
     val_set = dataset.images[dataset.val_idx], dataset.labels[dataset.val_idx]
     try:
-        trainer.fit(**data.fit_arguments(train_set, batch_size, val_set), epochs=args.epochs, callbacks=callbacks,
+        trainer.fit(**data.fit_arguments(train_set, batch_size, val_set, args.train_seed), epochs=args.epochs, callbacks=callbacks,
                     verbose="auto" if sys.stdout.isatty() else 2)  # a line an epoch in a log file
     except KeyboardInterrupt:
         interrupted = True

@@ -98,6 +98,6 @@ def trained(tmp_path_factory, tiny_english):
     workdir = tmp_path_factory.mktemp("project")
     os.symlink(tiny_english, workdir / "English")
     result = run("train.py", "--weights", "none", "--epochs", "1", "--image-size", TEST_IMAGE_SIZE,
-                 "--batch-size", "16", cwd=workdir)
+                 "--batch-size", "16", "--train-seed", "7", "--label-smoothing", "0.1", cwd=workdir)
     assert result.returncode == 0, result.stdout + result.stderr
     return workdir, result

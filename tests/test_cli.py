@@ -37,6 +37,8 @@ def test_training_writes_model_json_history_figures_and_logs(trained):
     assert glob.glob(str(workdir / "saved" / "logs" / "**" / "events.out.tfevents.*"), recursive=True)
     split = json.loads((workdir / "saved" / "split.json").read_text())
     assert len(split["val"]) == 62 and not set(split["train"]) & set(split["val"])
+    assert split["seed"] == data.SEED and info["training"]["train_seed"] == 7  # another run, the same split
+    assert info["training"]["label_smoothing"] == 0.1
     assert "Best epoch 1 of 1: validation accuracy" in result.stdout and "case-insensitive" in result.stdout
     assert "s per epoch" in result.stdout and "images/s" in result.stdout
 
@@ -135,6 +137,7 @@ def test_models_that_do_not_fit(trained, tmp_path):
     (["--epochs", "0"], "--epochs"), (["--epochs", "-3"], "--epochs"), (["--batch-size", "0"], "--batch-size"),
     (["--val-fraction", "0"], "--val-fraction"), (["--val-fraction", "1"], "--val-fraction"),
     (["--image-size", "16"], "--image-size"), (["--resize", "crop"], "--resize"),
+    (["--label-smoothing", "1"], "--label-smoothing"), (["--label-smoothing", "-0.1"], "--label-smoothing"),
 ])
 def test_bad_training_flags_stop_before_any_work(flags, message, capsys):
     with pytest.raises(SystemExit) as exit_info:

@@ -37,6 +37,17 @@ def test_preprocessing_layer_matches_keras_resnet50_preprocess_input():
     np.testing.assert_allclose(keras.ops.convert_to_numpy(actual), expected, rtol=1e-5, atol=1e-4)
 
 
+def test_label_smoothing_moves_a_share_of_each_target_to_the_other_classes():
+    probabilities = np.array([[0.7, 0.2, 0.1], [0.1, 0.1, 0.8]], np.float32)
+    labels = np.array([0, 2])
+    plain = keras.losses.get(model_lib.sparse_crossentropy(0.0))(labels, probabilities)
+    np.testing.assert_allclose(keras.ops.convert_to_numpy(plain), -np.log([0.7, 0.8]), rtol=1e-5)
+    targets = np.full((2, 3), 0.1 / 3) + 0.9 * np.eye(3)[labels]
+    smoothed = model_lib.sparse_crossentropy(0.1)(labels, probabilities)
+    np.testing.assert_allclose(keras.ops.convert_to_numpy(smoothed), -(targets * np.log(probabilities)).sum(1),
+                               rtol=1e-5)
+
+
 def test_backbone_weights_load_from_a_local_file(tmp_path, built):
     backbone = keras.applications.ResNet50(include_top=False, weights=None, input_shape=(SIZE, SIZE, 3))
     path = str(tmp_path / "resnet50_notop.weights.h5")
