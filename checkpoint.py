@@ -72,6 +72,11 @@ def write_json(path, value):
         json.dump(value, f, indent=1)
 
 
+def printable(path):
+    """path as one line: control characters in a file name (a newline) written as escapes."""
+    return "".join(c if c.isprintable() else c.encode("unicode_escape").decode() for c in path)
+
+
 def portable(path):
     """path relative to HOME when it lies inside, so that JSON files hold no machine's absolute paths."""
     path = os.path.abspath(path)

@@ -117,16 +117,18 @@ def read_image(path):
     """Open any image file as upright RGB (EXIF rotation applied, first frame of animations).
 
     Only regular files are opened: a FIFO, socket or device would block or never end."""
+    shown = checkpoint.printable(path)
     try:
         kind = os.stat(path).st_mode
     except FileNotFoundError:
-        raise UnreadableImage(f"{path}: no such file") from None
+        raise UnreadableImage(f"{shown}: no such file") from None
     if stat.S_ISDIR(kind):
-        raise UnreadableImage(f"{path}: is a folder, not an image")
+        raise UnreadableImage(f"{shown}: is a folder, not an image")
     if not stat.S_ISREG(kind):
-        raise UnreadableImage(f"{path}: not a regular file (a pipe, socket or device), not read")
+        raise UnreadableImage(f"{shown}: not a regular file (a pipe, socket or device), not read")
     try:
         with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # Pillow's notes on odd EXIF or tags: the pixels are still read
             warnings.simplefilter("error", Image.DecompressionBombWarning)
             with Image.open(path) as img:
                 if img.width * img.height > MAX_IMAGE_PIXELS:
@@ -136,10 +138,10 @@ def read_image(path):
                 img = ImageOps.exif_transpose(img)
                 return to_rgb(img)
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as e:
-        raise UnreadableImage(f"{path}: too many pixels ({e})") from None
+        raise UnreadableImage(f"{shown}: too many pixels ({e})") from None
     except (OSError, ValueError, SyntaxError, EOFError, zlib.error) as e:
         reason = "empty file" if os.path.isfile(path) and os.path.getsize(path) == 0 else str(e) or type(e).__name__
-        raise UnreadableImage(f"{path}: not a readable image ({reason})") from None
+        raise UnreadableImage(f"{shown}: not a readable image ({reason})") from None
 
 
 def fit_image(img, size=IMAGE_SIZE, resize=DEFAULT_RESIZE):
@@ -325,7 +327,13 @@ def validation_set(split_path, data_dir=None):
     root = next(filter(None, map(class_root, candidates)), None)
     if root is None:
         raise DatasetError(f"the images of {split_path} are not in {' or '.join(candidates)}: pass --data-dir")
-    return root, split_entries(split["val"])
+    entries = split_entries(split["val"])
+    missing = [relpath for relpath, _ in entries if not os.path.isfile(os.path.join(root, relpath))]
+    if missing:
+        raise DatasetError(f"{len(missing)} of the {len(entries)} validation images of {split_path} are not in "
+                           f"{root} (first: {checkpoint.printable(missing[0])}): pass the --data-dir it was made "
+                           "from, or score every image of a folder with --eval DIR")
+    return root, entries
 
 
 # ---------------------------------------------------------------- batches

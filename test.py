@@ -19,11 +19,13 @@ import os
 import sys
 
 import numpy as np
+from tqdm import tqdm
 
 import checkpoint
 import data
 
 ERRORS_SHOWN = 24
+BATCH_SIZE = 64  # images read and predicted at a time
 
 
 class InputError(checkpoint.UserError):
@@ -44,7 +46,7 @@ def parse_args(argv=None):
     parser.add_argument("--top", type=int, default=1, metavar="K", help="list the K most likely classes")
     parser.add_argument("--save", metavar="FILE", help="save a figure of the image(s) with their predictions")
     parser.add_argument("--show", action="store_true", help="open that figure in a window")
-    parser.add_argument("--json", action="store_true", help="print the --eval metrics as one JSON object")
+    parser.add_argument("--json", action="store_true", help="print the predictions, or the --eval metrics, as one JSON object")
     args = parser.parse_args(argv)
     if not args.images and not args.eval:
         parser.error("give -img IMAGE (one or more) or --eval")
@@ -55,6 +57,11 @@ def parse_args(argv=None):
 
 def load(model_path):
     """(model, info): .tflite files run on LiteRT without TensorFlow; others load in Keras."""
+    if os.path.isdir(model_path):
+        kind = "a TensorFlow SavedModel (for serving)" if os.path.exists(
+            os.path.join(model_path, "saved_model.pb")) else "a folder"
+        raise checkpoint.ModelError(f"{model_path} is {kind}, not a model file: give the .h5, .keras or .tflite "
+                                    "file that train.py or export.py wrote")
     if model_path.endswith(".tflite"):
         return checkpoint.load_litert(model_path)
     checkpoint.import_keras()  # and TensorFlow: only once the input is known to be usable
@@ -83,15 +90,25 @@ def image_paths(given, data_dir):
     return paths, missing
 
 
+def top_classes(probabilities, top, info):
+    """The top classes of one image, best first, named from the model's JSON."""
+    return [{"class": info["class_names"][label], "character": info["characters"][label],
+             "probability": float(probabilities[label])} for label in np.argsort(probabilities)[::-1][:top]]
+
+
 def print_predictions(paths, probabilities, top, info):
-    """The class name, character and confidence of each image, best first (names from the model's JSON)."""
-    names, characters = info["class_names"], info["characters"]
+    """The class name, character and confidence of each image, best first."""
     for path, probs in zip(paths, probabilities):
-        best = np.argsort(probs)[::-1][:top]
-        suffix = f"  {path}" if len(paths) > 1 else ""
-        print(f"{names[best[0]]}  '{characters[best[0]]}'  {probs[best[0]]:.2%}{suffix}")
-        for rank, label in enumerate(best[1:], start=2):
-            print(f"    {rank}. {names[label]}  '{characters[label]}'  {probs[label]:.2%}")
+        best, *others = top_classes(probs, top, info)
+        suffix = f"  {checkpoint.printable(path)}" if len(paths) > 1 else ""
+        print(f"{best['class']}  '{best['character']}'  {best['probability']:.2%}{suffix}")
+        for rank, guess in enumerate(others, start=2):
+            print(f"    {rank}. {guess['class']}  '{guess['character']}'  {guess['probability']:.2%}")
+
+
+def print_json_predictions(paths, probabilities, top, info, model_path, problems):
+    predictions = [{"path": path, "top": top_classes(probs, top, info)} for path, probs in zip(paths, probabilities)]
+    print(json.dumps({"model": model_path, "predictions": predictions, "errors": problems}))
 
 
 def pyplot():
@@ -118,7 +135,61 @@ def prediction_figure(images, titles, columns=6):
     return fig, plt
 
 
+def figure_path(save):
+    """Where --save writes its figure, checked before any work: a folder gets predictions.png inside."""
+    if os.path.isdir(save):
+        save = os.path.join(save, "predictions.png")
+    from matplotlib.backend_bases import FigureCanvasBase
+
+    formats = FigureCanvasBase.get_supported_filetypes()
+    extension = os.path.splitext(save)[1].lstrip(".").lower()
+    if extension not in formats:
+        raise InputError(f"--save {save}: give a file name ending in one of .{', .'.join(sorted(formats))}")
+    existing = os.path.dirname(os.path.abspath(save))
+    while not os.path.exists(existing):
+        existing = os.path.dirname(existing)
+    if not os.path.isdir(existing) or not os.access(existing, os.W_OK | os.X_OK):
+        raise InputError(f"--save {save}: cannot write in {existing}")
+    return save
+
+
+def save_figure(fig, path):
+    """Write a figure through a temporary file (a failure leaves no half-written one); raises InputError."""
+    try:
+        with checkpoint.atomic_path(path) as tmp:
+            fig.savefig(tmp, dpi=100, format=os.path.splitext(path)[1].lstrip(".").lower())
+    except OSError as e:
+        raise InputError(f"cannot write the figure {path}: {e.strerror or e}") from None
+
+
+def predict_files(model, info, paths, keep_images, progress):
+    """(paths read, their probabilities, their images if keep_images, problems), read and predicted a
+    batch at a time so that a large folder never sits in memory at full size."""
+    kept, probabilities, images, problems = [], [], [], []
+    bar = tqdm(total=len(paths), unit="image", disable=None if progress else True, file=sys.stderr)
+    for start in range(0, len(paths), BATCH_SIZE):
+        pixels = []
+        for path in paths[start: start + BATCH_SIZE]:
+            try:
+                image = data.read_image(path)
+            except data.UnreadableImage as e:
+                problems.append(str(e))
+                print(f"error: {e}", file=sys.stderr)
+                continue
+            pixels.append(data.fit_image(image, info["image_size"], info["resize"]))
+            kept.append(path)
+            if keep_images:
+                images.append(image)
+        if pixels:
+            probabilities.append(model.predict(np.stack(pixels).astype(np.float32), batch_size=BATCH_SIZE,
+                                               verbose=0))
+        bar.update(len(paths[start: start + BATCH_SIZE]))
+    bar.close()
+    return kept, np.concatenate(probabilities) if probabilities else np.zeros((0, 0)), images, problems
+
+
 def run_predictions(args):
+    save = args.save and figure_path(args.save)
     paths, problems = image_paths(args.images, args.data_dir or checkpoint.DATA_DIR)
     for problem in problems:
         print(f"error: {problem}", file=sys.stderr)
@@ -127,28 +198,22 @@ def run_predictions(args):
     model_path = args.model or checkpoint.default_model()
     model, info = load(model_path)
     print(f"Model: {model_path}", file=sys.stderr)
-    kept, images = [], []
-    for path in paths:
-        try:
-            images.append(data.read_image(path))
-            kept.append(path)
-        except data.UnreadableImage as e:
-            problems.append(str(e))
-            print(f"error: {e}", file=sys.stderr)
-    if kept:
-        pixels = np.stack([data.fit_image(image, info["image_size"], info["resize"]) for image in images])
-        probabilities = model.predict(pixels.astype(np.float32), batch_size=64, verbose=0)
+    kept, probabilities, images, unreadable = predict_files(model, info, paths, bool(save or args.show),
+                                                            progress=len(paths) > BATCH_SIZE)
+    problems += unreadable
+    if args.json:
+        print_json_predictions(kept, probabilities, args.top, info, model_path, problems)
+    else:
         print_predictions(kept, probabilities, args.top, info)
-        if args.save or args.show:
-            titles = [f"{info['class_names'][p.argmax()]} '{info['characters'][p.argmax()]}' {p.max():.0%}"
-                      for p in probabilities]
-            fig, plt = prediction_figure(images, titles)
-            if args.save:
-                os.makedirs(os.path.dirname(args.save) or ".", exist_ok=True)
-                fig.savefig(args.save, dpi=100)
-                print(f"Figure: {args.save}", file=sys.stderr)
-            if args.show:
-                plt.show()
+    if kept and (save or args.show):
+        titles = [f"{info['class_names'][p.argmax()]} '{info['characters'][p.argmax()]}' {p.max():.0%}"
+                  for p in probabilities]
+        fig, plt = prediction_figure(images, titles)
+        if save:
+            save_figure(fig, save)
+            print(f"Figure: {save}", file=sys.stderr)
+        if args.show:
+            plt.show()
     return 2 if problems else 0
 
 
@@ -199,7 +264,7 @@ def print_report(report, model_path, root):
         print(f"{name:<10}{row['character']:>5}{row['n']:>6}{row['correct']:>9}{row['accuracy']:>10.1%}")
 
 
-def plot_confusion(labels, predicted, path):
+def plot_confusion(labels, predicted):
     plt = pyplot()
     matrix = np.zeros((data.NUM_CLASSES, data.NUM_CLASSES))
     np.add.at(matrix, (labels, predicted), 1)
@@ -213,21 +278,19 @@ def plot_confusion(labels, predicted, path):
     ax.set(xlabel="predicted", ylabel="true", title="Confusion matrix (rows sum to 1)")
     fig.colorbar(shown, ax=ax, fraction=0.04)
     fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
+    return fig
 
 
-def plot_errors(images, labels, probabilities, path):
+def plot_errors(images, labels, probabilities):
     """The most confident mistakes, each titled true -> predicted (confidence)."""
     predicted = probabilities.argmax(axis=1)
     wrong = np.flatnonzero(predicted != labels)
     worst = wrong[np.argsort(probabilities[wrong, predicted[wrong]])[::-1]][:ERRORS_SHOWN]
     titles = [f"'{data.CHARACTERS[labels[i]]}' -> '{data.CHARACTERS[predicted[i]]}' "
               f"{probabilities[i, predicted[i]]:.0%}" for i in worst]
-    fig, plt = prediction_figure([images[i] for i in worst] or [np.full((8, 8, 3), 255, np.uint8)],
-                                 titles or ["no errors"])
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
+    fig, _ = prediction_figure([images[i] for i in worst] or [np.full((8, 8, 3), 255, np.uint8)],
+                               titles or ["no errors"])
+    return fig
 
 
 def run_eval(args):
@@ -238,17 +301,18 @@ def run_eval(args):
     log = (lambda m: print(m, file=sys.stderr)) if args.json else print
     images, labels, _ = data.decode_images(root, entries, info["image_size"], info["resize"], log=log,
                                            progress=not args.json)
-    probabilities = model.predict(images.astype(np.float32), batch_size=64, verbose=0 if args.json else "auto")
+    probabilities = model.predict(images.astype(np.float32), batch_size=BATCH_SIZE,
+                                  verbose="auto" if sys.stdout.isatty() and not args.json else 0)
     report = metrics(labels, probabilities)
-    figures = [os.path.join(checkpoint.IMGS_DIR, name) for name in ("confusion.png", "errors.png")]
-    os.makedirs(checkpoint.IMGS_DIR, exist_ok=True)
-    plot_confusion(labels, probabilities.argmax(axis=1), figures[0])
-    plot_errors(images, labels, probabilities, figures[1])
     if args.json:
         print(json.dumps({"model": model_path, "data_dir": root, **report}))
     else:
         print_report(report, model_path, root)
-        print(f"\nFigures: {', '.join(figures)}")
+    figures = {os.path.join(checkpoint.IMGS_DIR, "confusion.png"): plot_confusion(labels, probabilities.argmax(1)),
+               os.path.join(checkpoint.IMGS_DIR, "errors.png"): plot_errors(images, labels, probabilities)}
+    for path, fig in figures.items():  # after the metrics: a figure that cannot be written loses nothing else
+        save_figure(fig, path)
+    print(f"\nFigures: {', '.join(figures)}", file=sys.stderr if args.json else sys.stdout)
     return 0
 
 

@@ -11,6 +11,7 @@ import subprocess
 import sys
 
 import pytest
+from PIL import Image
 
 import data
 import train
@@ -109,12 +110,68 @@ def test_bad_images_are_one_line_each_and_the_good_ones_still_predicted(trained,
     assert len(result.stdout.splitlines()) == 1 and result.stdout.split()[0] in data.CLASS_NAMES
 
 
+def jpeg_with_corrupt_exif(path):
+    """A readable JPEG whose EXIF block makes Pillow warn."""
+    exif = b"Exif\x00\x00MM\x00\x2a\x00\x00\x00\x08\x00\x05\x01\x0f\x00\x02\xff\xff\xff\xf0\x00\x00\x00\x00"
+    Image.new("RGB", (16, 16), (200, 0, 0)).save(path, exif=exif)
+
+
+def test_a_large_folder_in_batches_as_json_with_odd_names(trained, tmp_path):
+    workdir, _ = trained
+    folder = tmp_path / "many"
+    shutil.copytree(workdir / "English" / data.GOODIMG_SUBDIR, folder)  # 248 images: several batches
+    shutil.copy(folder / SAMPLE.lstrip("/"), folder / "new\nline.png")
+    jpeg_with_corrupt_exif(folder / "exif.jpg")
+    result = run("test.py", "-img", folder, "--json", "--top", "2", cwd=workdir)
+    assert result.returncode == 0, result.stderr
+    report = json.loads(result.stdout)
+    assert len(report["predictions"]) == 250 and report["errors"] == []
+    assert all(len(p["top"]) == 2 and p["top"][0]["probability"] >= p["top"][1]["probability"]
+               for p in report["predictions"])
+    assert str(folder / "new\nline.png") in [p["path"] for p in report["predictions"]]
+    assert "Warning" not in result.stderr  # Pillow's note on the EXIF block stays inside
+
+    result = run("test.py", "-img", folder / "new\nline.png", folder / "exif.jpg", "--save", tmp_path, cwd=workdir)
+    assert result.returncode == 0, result.stderr
+    assert len(result.stdout.splitlines()) == 2 and "new\\nline.png" in result.stdout
+    assert os.path.getsize(tmp_path / "predictions.png") > 1000  # --save to a folder writes inside it
+
+
+@pytest.mark.parametrize("save, message", [("p.bogus", "ending in one of"), ("file.txt/p.png", "cannot write in")])
+def test_a_figure_that_cannot_be_saved_is_refused_before_any_work(tmp_path, save, message):
+    (tmp_path / "file.txt").write_text("a file, not a folder")
+    result = run("test.py", "-img", SAMPLE, "--save", tmp_path / save, cwd=tmp_path)
+    assert_user_error(result, message)
+    assert "Model:" not in result.stderr and not result.stdout
+
+
+def test_eval_with_split_files_missing_or_figures_unwritable(trained, tmp_path):
+    workdir, _ = trained
+    home = tmp_path / "home"
+    shutil.copytree(workdir / "saved" / "model", home / "saved" / "model")
+    shutil.copy(workdir / "saved" / "split.json", home / "saved" / "split.json")
+    shutil.copytree(workdir / "English", home / "English")
+    split = json.loads((home / "saved" / "split.json").read_text())
+    os.remove(home / "English" / data.GOODIMG_SUBDIR / split["val"][0])
+    result = run("test.py", "--eval", "--data-dir", home / "English", cwd=home)
+    assert_user_error(result, "1 of the 62 validation images")
+
+    (home / "imgs").write_text("a file where the figures would go")
+    result = run("test.py", "--eval", "--data-dir", workdir / "English", cwd=home)
+    assert_user_error(result, "cannot write the figure")
+    assert "on 62 images" in result.stdout and "case-insensitive" in result.stdout  # the metrics came first
+
+
 def test_no_model_yet(tmp_path, tiny_english):
     os.symlink(tiny_english, tmp_path / "English")
     missing = tmp_path / "saved" / "model" / "model_new.h5"
     assert_user_error(run("test.py", "-img", SAMPLE, "--model", missing, cwd=tmp_path), "no model at")
     assert_user_error(run("test.py", "--eval", "--model", missing, cwd=tmp_path), "no model at")
     assert_user_error(run("test.py", "-img", SAMPLE, "--model", tmp_path / "none.tflite", cwd=tmp_path), "no model at")
+    os.makedirs(tmp_path / "exported")
+    (tmp_path / "exported" / "saved_model.pb").write_bytes(b"")
+    assert_user_error(run("test.py", "-img", SAMPLE, "--model", tmp_path / "exported", cwd=tmp_path),
+                      "is a TensorFlow SavedModel (for serving), not a model file")
 
 
 def test_models_that_do_not_fit(trained, tmp_path):
