@@ -15,6 +15,7 @@ This module imports neither TensorFlow nor Keras: test.py runs .tflite models wi
 import argparse
 import contextlib
 import glob
+import hashlib
 import importlib.util
 import json
 import logging
@@ -67,6 +68,26 @@ def atomic_path(path):
             os.remove(tmp)
 
 
+def unwritable(folder):
+    """Why files cannot be written in folder (made when missing), or None."""
+    existing = os.path.abspath(folder)
+    while not os.path.exists(existing):
+        existing = os.path.dirname(existing)
+    if not os.path.isdir(existing):
+        return f"cannot write in {folder}: {existing} is a file, not a folder"
+    if not os.access(existing, os.W_OK | os.X_OK):
+        return f"cannot write in {folder}: no permission in {existing}"
+    return None
+
+
+def sha256(path):
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
 def write_json(path, value):
     with atomic_path(path) as tmp, open(tmp, "w") as f:
         json.dump(value, f, indent=1)
@@ -78,14 +99,17 @@ def printable(path):
 
 
 def portable(path):
-    """path relative to HOME when it lies inside, so that JSON files hold no machine's absolute paths."""
-    path = os.path.abspath(path)
-    return os.path.relpath(path, HOME) if path.startswith(HOME + os.sep) else path
+    """path relative to HOME (../shared/English beside it, English/ inside), so that JSON files hold no
+    machine's absolute paths; absolute only where no relative path exists (another Windows drive)."""
+    try:
+        return os.path.relpath(path, HOME)
+    except ValueError:
+        return os.path.abspath(path)
 
 
 def resolve(path):
     """A path from a JSON file (see portable) as a path usable from any folder."""
-    return os.path.join(HOME, path)
+    return os.path.normpath(os.path.join(HOME, path))
 
 
 # ---------------------------------------------------------------- the JSON beside every model
@@ -103,6 +127,24 @@ def split_of(model_path):
 
 def write_info(model_path, info):
     write_json(info_path(model_path), info)
+
+
+def saved_with_info(save, model_path, info):
+    """Write a model with save(temporary path) and its JSON, which records the model file's sha256.
+
+    The JSON is renamed into place just before the model file: whatever stops the process leaves the
+    old pair, the new pair, or a JSON whose sha256 names another file, which check_belongs refuses.
+    """
+    with atomic_path(model_path) as tmp:
+        save(tmp)
+        write_info(model_path, {**info, "sha256": sha256(tmp)})
+
+
+def check_belongs(model_path, info):
+    """Raise ModelError if the JSON describes another version of the model file than the one there."""
+    if "sha256" in info and sha256(model_path) != info["sha256"]:
+        raise ModelError(f"{info_path(model_path)} describes another version of {model_path} (a save cut short?): "
+                         "train again, or restore both files together")
 
 
 def read_info(model_path):

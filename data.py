@@ -348,7 +348,7 @@ def fit_arguments(train, batch_size, validation=None, seed=SEED):
     import keras
 
     if keras.backend.backend() == "tensorflow":
-        arguments = {"x": make_dataset(*train, batch_size, training=True, seed=seed)}
+        arguments = {"x": make_dataset(*train, batch_size, training=True, seed=seed), "shuffle": False}  # it shuffles
         return {**arguments, "validation_data": make_dataset(*validation, batch_size)} if validation else arguments
 
     def held_by_backend(images, labels):

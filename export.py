@@ -47,20 +47,23 @@ def float16_copy(model_path, output):
     """
     import h5py
 
-    def copy(name, item):
-        if isinstance(item, h5py.Dataset):
-            values = item[()]
-            target.create_dataset(name, data=values.astype(np.float16) if values.dtype == np.float32 else values)
-        else:
-            target.require_group(name)
-        target[name].attrs.update(item.attrs)
+    def save(tmp):
+        with h5py.File(model_path, "r") as source, h5py.File(tmp, "w") as target:
+            def copy(name, item):
+                if isinstance(item, h5py.Dataset):
+                    values = item[()]
+                    target.create_dataset(name, data=values.astype(np.float16) if values.dtype == np.float32
+                                          else values)
+                else:
+                    target.require_group(name)
+                target[name].attrs.update(item.attrs)
 
-    with checkpoint.atomic_path(output) as tmp, h5py.File(model_path, "r") as source, h5py.File(tmp, "w") as target:
-        target.attrs.update(source.attrs)
-        source.visititems(copy)
+            target.attrs.update(source.attrs)
+            source.visititems(copy)
+
     info = checkpoint.read_info(model_path)
-    checkpoint.write_info(output, {**info, "weights_stored_as": "float16",
-                                   "exported_from": checkpoint.portable(model_path)})
+    checkpoint.saved_with_info(save, output, {**info, "weights_stored_as": "float16",
+                                              "exported_from": checkpoint.portable(model_path)})
     split_path = checkpoint.split_of(model_path)
     if os.path.exists(split_path):  # a shipped model keeps the split it was measured on
         shutil.copy(split_path, os.path.splitext(output)[0] + ".split.json")

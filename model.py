@@ -130,10 +130,8 @@ def float32_copy(model):
 
 
 def save_model(model, path, info):
-    """Save model.h5 (float32, without optimizer state) and model.json, each through a temporary file."""
-    with checkpoint.atomic_path(path) as tmp:
-        float32_copy(model).save(tmp, include_optimizer=False)
-    checkpoint.write_info(path, info)
+    """Save model.h5 (float32, without optimizer state) and model.json, as one step (checkpoint.saved_with_info)."""
+    checkpoint.saved_with_info(lambda tmp: float32_copy(model).save(tmp, include_optimizer=False), path, info)
 
 
 def load_model(path):
@@ -141,6 +139,7 @@ def load_model(path):
     if not os.path.isfile(path):
         raise ModelError(f"no model at {path}: train one with `python train.py`, or pass --model PATH")
     info = checkpoint.read_info(path)
+    checkpoint.check_belongs(path, info)
     try:
         with checkpoint.silenced_stderr():  # on other backends, Keras' .h5 reader imports TensorFlow if it can
             model = keras.models.load_model(path, compile=False, safe_mode=True)

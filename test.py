@@ -145,11 +145,9 @@ def figure_path(save):
     extension = os.path.splitext(save)[1].lstrip(".").lower()
     if extension not in formats:
         raise InputError(f"--save {save}: give a file name ending in one of .{', .'.join(sorted(formats))}")
-    existing = os.path.dirname(os.path.abspath(save))
-    while not os.path.exists(existing):
-        existing = os.path.dirname(existing)
-    if not os.path.isdir(existing) or not os.access(existing, os.W_OK | os.X_OK):
-        raise InputError(f"--save {save}: cannot write in {existing}")
+    problem = checkpoint.unwritable(os.path.dirname(os.path.abspath(save)))
+    if problem:
+        raise InputError(f"--save {save}: {problem}")
     return save
 
 

@@ -24,9 +24,11 @@ import contextlib
 import csv
 import dataclasses
 import importlib
+import json
 import os
 import platform
 import shutil
+import signal
 import sys
 import time
 
@@ -41,6 +43,10 @@ EPOCHS = 100
 BATCH_SIZE = 32
 LEARNING_RATE = 1e-3
 
+
+NOT_GIVEN = object()
+RUN_PATH = os.path.join(checkpoint.BACKUP_DIR, "run.json")  # the settings and data of the run being backed up
+DEVICE_FLAGS = ("mixed_precision", "xla", "steps_per_execution")  # the flags a resumed run may change
 
 image_size = checkpoint.checked(int, lambda value: value >= 32, "at least 32 (ResNet50's smallest input)")
 fraction = checkpoint.checked(float, lambda value: 0 < value < 1, "between 0 and 1 (exclusive)")
@@ -81,9 +87,16 @@ def parse_args(argv=None):
     parser.add_argument("--output", default=checkpoint.DEFAULT_MODEL, help="where to write the best model (.h5)")
     parser.add_argument("--resume", action="store_true", help="continue the interrupted run from its last epoch")
     args = parser.parse_args(argv)
+    parser.set_defaults(**{name: NOT_GIVEN for name in vars(args)})
+    args.given = {name for name, value in vars(parser.parse_args(argv)).items() if value is not NOT_GIVEN}
     if args.train_seed is None:
         args.train_seed = args.seed
     return args
+
+
+def settings(args):
+    """What a run was asked to do: every flag's value."""
+    return {name: value for name, value in vars(args).items() if name not in ("resume", "given")}
 
 
 @dataclasses.dataclass
@@ -176,19 +189,25 @@ class TrainingData:
     paths: list
     train_idx: np.ndarray
     val_idx: np.ndarray
-    split: dict
+    fingerprint: str  # of the files and the decoding settings
 
 
 def load_data(args):
-    """Decoded images and labels with a deterministic stratified split, saved as saved/split.json."""
+    """Decoded images and labels with a deterministic stratified split."""
     root = prepare.load(args, args.seed)
     entries = data.list_images(root, args.max_per_class)
     images, labels, paths = data.decode_images(root, entries, args.image_size, args.resize)
     train_idx, val_idx = data.stratified_split(labels, args.val_fraction, args.seed)
     if not len(val_idx):
         raise data.DatasetError("too few images for a validation set: every class needs at least 2")
-    split = data.save_split(paths, train_idx, val_idx, root, args.val_fraction, args.seed)
-    return TrainingData(root, images, labels, paths, train_idx, val_idx, split)
+    return TrainingData(root, images, labels, paths, train_idx, val_idx,
+                        data.fingerprint(root, entries, args.image_size, args.resize))
+
+
+def save_split(dataset, args):
+    """saved/split.json: the relative paths of the training and validation images."""
+    return data.save_split(dataset.paths, dataset.train_idx, dataset.val_idx, dataset.root, args.val_fraction,
+                           args.seed)
 
 
 class EpochTimer:
@@ -245,9 +264,33 @@ def previous_best(path):
         return -1.0
 
 
+def history_rows(path=checkpoint.HISTORY_PATH):
+    """(rows, header, number of damaged rows) of history.csv as written; a damaged row (a line cut short
+    by a crash) is left out."""
+    if not os.path.exists(path):
+        return [], None, 0
+    with open(path, newline="") as f:
+        reader = csv.DictReader(f)
+        rows = list(reader)
+    complete = [row for row in rows if is_complete(row)]
+    return complete, reader.fieldnames, len(rows) - len(complete)
+
+
+def is_complete(row):
+    try:
+        for value in row.values():
+            float(value)
+    except (TypeError, ValueError):  # a missing value is None, an extra one a list
+        return False
+    return True
+
+
 def read_history(path=checkpoint.HISTORY_PATH):
-    with open(path) as f:
-        return [{k: float(v) for k, v in row.items()} for row in csv.DictReader(f)]
+    """The epochs of history.csv as numbers; damaged lines are skipped, with a word on stderr."""
+    rows, _, damaged = history_rows(path)
+    if damaged:
+        print(f"Skipped {damaged} damaged lines of {path}", file=sys.stderr)
+    return [{k: float(v) for k, v in row.items()} for row in rows]
 
 
 def plot_history(history, imgs_dir=checkpoint.IMGS_DIR):
@@ -287,8 +330,7 @@ def run_info(args, dataset, devices):
     import keras
 
     backend = keras.backend.backend()
-    split, entries = dataset.split, data.split_entries(dataset.split["train"] + dataset.split["val"])
-    training = {k: v for k, v in vars(args).items() if k != "resume"}
+    training = settings(args)
     training.update(output=checkpoint.portable(args.output),
                     data_dir=args.data_dir and checkpoint.portable(args.data_dir))
     return {
@@ -296,9 +338,10 @@ def run_info(args, dataset, devices):
         "preprocessing": "RGB uint8 pixels 0-255, resized by data.fit_image; ImageNet caffe "
                          "preprocessing is the model's first layer",
         "data": {"source": args.data, "dir": checkpoint.portable(dataset.root), "n_images": len(dataset.images),
-                 "fingerprint": data.fingerprint(dataset.root, entries, args.image_size, args.resize)},
+                 "fingerprint": dataset.fingerprint},
         "split": {"path": checkpoint.portable(checkpoint.SPLIT_PATH), "seed": args.seed,
-                  "val_fraction": args.val_fraction, "n_train": len(split["train"]), "n_val": len(split["val"])},
+                  "val_fraction": args.val_fraction, "n_train": len(dataset.train_idx),
+                  "n_val": len(dataset.val_idx)},
         "training": training,
         "versions": {"python": platform.python_version(), "keras": keras.__version__, "numpy": np.__version__,
                      backend: importlib.import_module(backend).__version__},
@@ -308,21 +351,122 @@ def run_info(args, dataset, devices):
     }
 
 
-def start_or_resume(resume):
-    """Forget an earlier run's backup and history, unless resuming it."""
-    if not resume:
-        shutil.rmtree(checkpoint.BACKUP_DIR, ignore_errors=True)
-        if os.path.exists(checkpoint.HISTORY_PATH):
-            os.remove(checkpoint.HISTORY_PATH)
-    elif not os.path.exists(os.path.join(checkpoint.BACKUP_DIR, "training_metadata.json")):
+def check_outputs(args):
+    """Refuse, before any work, a run whose model, history or figures could not be written."""
+    if os.path.splitext(args.output)[1].lower() != ".h5":
+        raise checkpoint.UserError(f"--output {args.output}: give a file name ending in .h5")
+    for folder in (os.path.dirname(os.path.abspath(args.output)), checkpoint.SAVED_DIR, checkpoint.IMGS_DIR):
+        problem = checkpoint.unwritable(folder)
+        if problem:
+            raise checkpoint.UserError(problem)
+
+
+@contextlib.contextmanager
+def only_run_in(folder):
+    """Hold folder for this process: a second train.py writing the same history, split and backup would
+    spoil them, so it is refused at once (an OS lock, released however the process ends)."""
+    try:
+        import fcntl
+    except ImportError:  # Windows: no lock
+        yield
+        return
+    os.makedirs(folder, exist_ok=True)
+    with open(os.path.join(folder, "train.lock"), "a+") as lock:
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            lock.seek(0)
+            raise checkpoint.UserError(f"another train.py (process {lock.read().strip() or '?'}) is training in "
+                                       f"{folder}: wait for it, or give this run its own folder with "
+                                       "CHARS74K_HOME=...") from None
+        lock.truncate(0)
+        lock.write(str(os.getpid()))
+        lock.flush()
+        yield
+
+
+def resumed_run(args):
+    """The interrupted run's record, its settings adopted into args: flags not given now keep the run's
+    values, and a flag given with another value is refused, since the split, the inputs and the
+    schedule of the epochs done depend on them. None if no run was recorded."""
+    try:
+        with open(RUN_PATH) as f:
+            run = json.load(f)
+        recorded = run["settings"]
+    except FileNotFoundError:
+        return None
+    except (OSError, ValueError, KeyError, TypeError) as e:
+        raise checkpoint.UserError(f"{RUN_PATH} is damaged ({e}): start over without --resume") from None
+    changed = [f"--{name.replace('_', '-')} {getattr(args, name)} (the run has {value})"
+               for name, value in recorded.items()
+               if name in args.given and name not in DEVICE_FLAGS and getattr(args, name) != value]
+    if changed:
+        raise checkpoint.UserError(f"--resume continues the interrupted run as it began, but {', '.join(changed)}: "
+                                   "give its flags or none, or start over without --resume")
+    for name, value in recorded.items():
+        if name not in args.given:
+            setattr(args, name, value)
+    return run
+
+
+def start_or_resume(args, run, dataset):
+    """Keep the backup and history of the run being resumed; else forget them and record this run."""
+    if run and run["fingerprint"] != dataset.fingerprint:
+        raise data.DatasetError(f"the images in {dataset.root} changed since the interrupted run began, and its "
+                                "split would now validate on images it trained on: start over without --resume")
+    if args.resume and run is None and os.path.exists(os.path.join(checkpoint.BACKUP_DIR, "training_metadata.json")):
+        return  # a backup from before runs were recorded: resumed as it is
+    if args.resume and run:
+        return
+    if args.resume:
         print(f"Nothing to resume in {checkpoint.BACKUP_DIR}: starting from the first epoch")
+    shutil.rmtree(checkpoint.BACKUP_DIR, ignore_errors=True)
+    if os.path.exists(checkpoint.HISTORY_PATH):
+        os.remove(checkpoint.HISTORY_PATH)
+    checkpoint.write_json(RUN_PATH, {"settings": settings(args), "fingerprint": dataset.fingerprint})
+
+
+def history_restored(trainer):
+    """A callback for after BackupAndRestore: keep the history of the epochs the backup restored and no
+    more. When the last backup cannot be read, Keras falls back to the one before, and the epochs after
+    it would appear twice."""
+    import keras
+
+    def trim(logs=None):
+        restored = trainer._initial_epoch or 0  # where BackupAndRestore restarts
+        rows, header, _ = history_rows()
+        if len(rows) > restored:
+            print(f"The backup of epoch {len(rows)} could not be read: resuming after epoch {restored}, the one "
+                  "before", file=sys.stderr)
+        if header:
+            with checkpoint.atomic_path(checkpoint.HISTORY_PATH) as tmp, open(tmp, "w", newline="") as f:
+                writer = csv.DictWriter(f, header)
+                writer.writeheader()
+                writer.writerows(rows[:restored])
+
+    return keras.callbacks.LambdaCallback(on_train_begin=trim)
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM (sent by timeout, Docker, Slurm, systemd), raised where Ctrl-C raises KeyboardInterrupt."""
+
+
+def raise_terminated(signum, frame):
+    raise Terminated
 
 
 def train(args):
+    check_outputs(args)
+    with only_run_in(checkpoint.SAVED_DIR):
+        return train_alone(args)
+
+
+def train_alone(args):
     keras = checkpoint.import_keras()
     import augment
     import model as model_lib
 
+    run = resumed_run(args) if args.resume else None
     keras.utils.set_random_seed(args.train_seed)
     devices = setup_devices(args.xla, args.mixed_precision)
     with devices.scope():
@@ -332,6 +476,8 @@ def train(args):
     if args.batch_size > len(dataset.train_idx):
         raise data.DatasetError(f"--batch-size {args.batch_size} is larger than the {len(dataset.train_idx)} "
                                 "training images")
+    start_or_resume(args, run, dataset)
+    save_split(dataset, args)
     print(f"Training on {len(dataset.train_idx)} images, validating on {len(dataset.val_idx)} "
           f"({len(np.unique(dataset.labels))} classes)")
     train_idx = process_shard(dataset.train_idx, dataset.paths, devices.process, devices.processes)
@@ -342,41 +488,43 @@ def train(args):
         model_lib.compile_model(trainer, learning_rate(args, steps_per_epoch), jit_compile=devices.jit_compile,
                                 steps_per_execution=args.steps_per_execution, label_smoothing=args.label_smoothing)
 
-    start_or_resume(args.resume)
     timer = EpochTimer()
     saver = BestModelSaver(lambda info: model_lib.save_model(model, args.output, info), run_info(args, dataset, devices),
                            previous_best(args.output) if args.resume else -1.0)
     callbacks = [
         keras.callbacks.BackupAndRestore(checkpoint.BACKUP_DIR, double_checkpoint=True),
+        history_restored(trainer),
         saver.callback(),
         keras.callbacks.CSVLogger(checkpoint.HISTORY_PATH, append=True),
         timer.callback(),
     ]
     if keras.backend.backend() == "tensorflow":  # it writes through tf.summary
         callbacks.append(keras.callbacks.TensorBoard(checkpoint.LOG_DIR, write_graph=False, profile_batch=0))
-    interrupted = False
+    stopped_by = None
     train_set = dataset.images[train_idx], dataset.labels[train_idx]
     val_set = dataset.images[dataset.val_idx], dataset.labels[dataset.val_idx]
+    signal.signal(signal.SIGTERM, raise_terminated)
     try:
-        trainer.fit(**data.fit_arguments(train_set, batch_size, val_set, args.train_seed), epochs=args.epochs, callbacks=callbacks,
-                    verbose="auto" if sys.stdout.isatty() else 2)  # a line an epoch in a log file
-    except KeyboardInterrupt:
-        interrupted = True
-    return finish(args.output, timer.summary(len(train_idx)), interrupted)
+        trainer.fit(**data.fit_arguments(train_set, batch_size, val_set, args.train_seed), epochs=args.epochs,
+                    callbacks=callbacks, verbose="auto" if sys.stdout.isatty() else 2)  # a line an epoch in a log
+    except KeyboardInterrupt as e:
+        stopped_by = signal.SIGTERM if isinstance(e, Terminated) else signal.SIGINT
+    return finish(args.output, timer.summary(len(train_idx)), stopped_by)
 
 
-def finish(output, timing, interrupted):
-    """Figures, the timing in the model's JSON and a summary, also after Ctrl-C; the exit status."""
+def finish(output, timing, stopped_by=None):
+    """Figures, the timing in the model's JSON and a summary, also after Ctrl-C or SIGTERM; the exit status."""
     history = read_history() if os.path.exists(checkpoint.HISTORY_PATH) else []
     if history:
         plot_history(history)
     if os.path.exists(output):
         checkpoint.write_info(output, {**checkpoint.read_info(output), "timing": timing})
     summarize(history, timing, output)
-    if interrupted:
-        print(f"Interrupted. The best model so far is in {output}; continue with `python train.py --resume`",
+    if stopped_by:
+        reason = "Interrupted" if stopped_by == signal.SIGINT else f"Stopped by {signal.Signals(stopped_by).name}"
+        print(f"{reason}. The best model so far is in {output}; continue with `python train.py --resume`",
               file=sys.stderr)
-        return 130
+        return 128 + stopped_by
     return 0
 
 

@@ -1,7 +1,10 @@
-"""Interrupted training: SIGKILL then --resume, and Ctrl-C; the model file is never half-written."""
+"""Interrupted training: SIGKILL then --resume, Ctrl-C and SIGTERM, what --resume refuses, two runs in one
+folder; the model file is never half-written."""
 
 import csv
+import fcntl
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -10,7 +13,8 @@ import time
 
 import h5py
 
-from conftest import REPO, TEST_IMAGE_SIZE, run, script_env
+import data
+from conftest import REPO, TEST_IMAGE_SIZE, assert_user_error, run, script_env
 
 EPOCHS = "3"
 TRAIN_FLAGS = ["--weights", "none", "--image-size", TEST_IMAGE_SIZE, "--batch-size", "4", "--max-per-class", "3",
@@ -101,3 +105,50 @@ def test_ctrl_c_keeps_the_best_model_history_and_figures(tmp_path, tiny_english)
     assert (tmp_path / "saved" / "model" / "model_new.h5").exists()
     assert (tmp_path / "imgs" / "training.png").exists()
     assert epochs_done(tmp_path) >= 1 and "Best epoch" in stdout
+
+
+def test_sigterm_then_resume_with_the_run_settings_a_damaged_backup_and_history(tmp_path, tiny_english):
+    shutil.copytree(tiny_english, tmp_path / "English")
+    process = start_training(tmp_path)
+    wait_for_epochs(process, tmp_path, 2)
+    process.send_signal(signal.SIGTERM)  # as timeout, Docker, Slurm and systemd stop a job
+    stdout, stderr = process.communicate(timeout=120)
+    assert process.returncode == 128 + signal.SIGTERM, stdout + stderr
+    assert "Stopped by SIGTERM" in stderr and "--resume" in stderr and "Traceback" not in stderr
+    assert "Best epoch" in stdout and (tmp_path / "imgs" / "training.png").exists()
+
+    assert_user_error(run("train.py", "--resume", "--max-per-class", "2", cwd=tmp_path),
+                      "--max-per-class 2 (the run has 3)")
+    extra = tmp_path / "English" / data.GOODIMG_SUBDIR / "Sample001" / "img001-00000.png"  # among the first 3
+    shutil.copy(extra.with_name("img001-00001.png"), extra)
+    assert_user_error(run("train.py", "--resume", cwd=tmp_path), "changed since the interrupted run")
+    extra.unlink()
+
+    (tmp_path / "saved" / "backup" / "latest.weights.h5").write_bytes(b"cut short")
+    with open(tmp_path / "saved" / "history.csv", "a") as f:
+        f.write("2,0.03,")  # a line cut short
+    resumed = run("train.py", "--resume", cwd=tmp_path)  # no flags: the run's own
+    assert resumed.returncode == 0, resumed.stdout + resumed.stderr
+    assert "The backup of epoch 2 could not be read: resuming after epoch 1" in resumed.stderr
+    assert "Epoch 2/3" in resumed.stdout and "Traceback" not in resumed.stderr
+    with open(tmp_path / "saved" / "history.csv") as f:
+        assert [int(row["epoch"]) for row in csv.DictReader(f)] == [0, 1, 2]
+
+
+def test_a_second_training_in_the_same_folder_is_refused_at_once(tmp_path):
+    os.makedirs(tmp_path / "saved")
+    with open(tmp_path / "saved" / "train.lock", "a+") as lock:  # held as a running train.py holds it
+        fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        lock.write("12345")
+        lock.flush()
+        result = run("train.py", "--weights", "none", cwd=tmp_path)
+    assert_user_error(result, "another train.py (process 12345) is training in")
+
+
+def test_outputs_that_cannot_be_written_are_refused_before_any_work(tmp_path):
+    assert_user_error(run("train.py", "--output", "model", cwd=tmp_path), "give a file name ending in .h5")
+    os.makedirs(tmp_path / "saved")
+    (tmp_path / "saved" / "model").write_text("a file where the models go")
+    result = run("train.py", "--weights", "none", cwd=tmp_path)
+    assert_user_error(result, "is a file, not a folder")
+    assert "Decoding" not in result.stdout

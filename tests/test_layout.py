@@ -96,4 +96,6 @@ def test_json_paths_are_relative_to_the_repository():
     inside = os.path.join(checkpoint.HOME, "English", "Img")
     assert checkpoint.portable(inside) == os.path.join("English", "Img")
     assert checkpoint.resolve(checkpoint.portable(inside)) == inside
-    assert checkpoint.portable("/elsewhere/English") == "/elsewhere/English"
+    beside = os.path.join(os.path.dirname(checkpoint.HOME), "shared", "English")
+    assert checkpoint.portable(beside) == os.path.join("..", "shared", "English")
+    assert checkpoint.resolve(checkpoint.portable(beside)) == beside

@@ -25,3 +25,20 @@ def test_shipped_model_reproduces_its_validation_accuracy(model_path, tmp_path):
     assert report["n"] == info["split"]["n_val"] == 1541
     assert report["accuracy"] == pytest.approx(info["metrics"]["val_accuracy"], abs=1.5 / 1541)
     assert report["accuracy_case_insensitive"] == pytest.approx(info["metrics"]["val_accuracy_ci"], abs=1.5 / 1541)
+
+
+def strings_in(value):
+    if isinstance(value, dict):
+        return [s for item in value.values() for s in strings_in(item)]
+    if isinstance(value, list):
+        return [s for item in value for s in strings_in(item)]
+    return [value] if isinstance(value, str) else []
+
+
+@pytest.mark.skipif(not SHIPPED, reason="no model is shipped in saved/model/")
+@pytest.mark.parametrize("model_path", SHIPPED)
+def test_shipped_json_holds_no_machine_paths_and_names_its_model_file(model_path):
+    for path in (checkpoint.info_path(model_path), model_path[:-3] + ".split.json"):
+        with open(path) as f:
+            assert not [s for s in strings_in(json.load(f)) if os.path.isabs(s)], path
+    assert checkpoint.read_info(model_path)["sha256"] == checkpoint.sha256(model_path)
