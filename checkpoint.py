@@ -191,13 +191,29 @@ def check_fits(model_path, info, input_shape, num_outputs):
                          f"{len(info['class_names'])}")
 
 
-def default_model():
-    """saved/model/model_new.h5 once train.py has written it, else the model shipped with the repository."""
+def shipped_models():
+    return [path for path in sorted(glob.glob(os.path.join(SHIPPED_MODEL_DIR, "*.h5")))
+            if os.path.exists(info_path(path))]
+
+
+def choose_model(given=None):
+    """(model path, why this one): the one given, else the newest trained here (saved/model/model_new.h5),
+    else the model shipped with the repository."""
+    shipped = shipped_models()
+    if given:
+        return given, "given with --model"
     if os.path.exists(DEFAULT_MODEL):
-        return DEFAULT_MODEL
-    shipped = [path for path in sorted(glob.glob(os.path.join(SHIPPED_MODEL_DIR, "*.h5")))
-               if os.path.exists(info_path(path))]
-    return shipped[0] if shipped else DEFAULT_MODEL
+        return DEFAULT_MODEL, "trained here" + (f"; pass --model {portable(shipped[0])} for the shipped one"
+                                                 if shipped else "")
+    if shipped:
+        return shipped[0], "the shipped model: none trained here yet"
+    return DEFAULT_MODEL, "the default"
+
+
+def top_classes(probabilities, top, info):
+    """The top classes of one image's probabilities, best first, named from the model's JSON."""
+    return [{"class": info["class_names"][label], "character": info["characters"][label],
+             "probability": float(probabilities[label])} for label in np.argsort(probabilities)[::-1][:top]]
 
 
 # ---------------------------------------------------------------- LiteRT
@@ -241,6 +257,45 @@ def load_litert(path):
     model = LiteRTModel(path)
     check_fits(path, info, model.input_shape, model.num_outputs)
     return model, info
+
+
+def litert_copy(model_path, info):
+    """The LiteRT copy of a Keras model that export.py wrote beside it and recorded in its JSON, if it is
+    there unchanged (a model saved since has a JSON without it); else None."""
+    entry = info.get("litert")
+    path = os.path.splitext(model_path)[0] + ".tflite"
+    if isinstance(entry, dict) and os.path.isfile(path) and entry.get("sha256") == sha256(path):
+        return path
+    return None
+
+
+def open_model(model_path, use_keras=False):
+    """(model, info, how it runs) for test.py and app.py: a .tflite, or a Keras model's LiteRT copy,
+    runs on LiteRT without TensorFlow (a fraction of a second to start); others load in Keras."""
+    if os.path.isdir(model_path):
+        kind = ("a TensorFlow SavedModel (for serving)" if os.path.exists(os.path.join(model_path, "saved_model.pb"))
+                else "a folder")
+        raise ModelError(f"{model_path} is {kind}, not a model file: give the .h5, .keras or .tflite file that "
+                         "train.py or export.py wrote")
+    if model_path.endswith(".tflite"):
+        return (*load_litert(model_path), "LiteRT")
+    copy = None if use_keras or not os.path.isfile(model_path) else litert_copy(model_path, read_info(model_path))
+    if copy:
+        model, info = load_litert(copy)
+        return model, info, f"LiteRT, from {os.path.basename(copy)} ({litert_summary(info['litert'])})"
+    import_keras()
+    import model as model_lib
+
+    model, info = model_lib.load_model(model_path)
+    return model, info, ("Keras" if use_keras else
+                         "Keras; `python export.py` writes a LiteRT copy that starts in a fraction of a second")
+
+
+def litert_summary(entry):
+    agreement = entry.get("agreement")
+    return f"{entry.get('weights', '?')} weights" + (
+        f"; the Keras model's class on {agreement['same_class']:.2%} of {agreement['n']} validation images"
+        if isinstance(agreement, dict) else "")
 
 
 # ---------------------------------------------------------------- running the scripts

@@ -10,6 +10,7 @@ model's training step.
 """
 
 import hashlib
+import io
 import json
 import os
 import stat
@@ -18,7 +19,7 @@ import warnings
 import zlib
 
 import numpy as np
-from PIL import Image, ImageOps
+from PIL import Image, ImageOps, UnidentifiedImageError
 from tqdm import tqdm
 
 import checkpoint
@@ -126,11 +127,21 @@ def read_image(path):
         raise UnreadableImage(f"{shown}: is a folder, not an image")
     if not stat.S_ISREG(kind):
         raise UnreadableImage(f"{shown}: not a regular file (a pipe, socket or device), not read")
+    return decode_image(path, shown, empty=os.path.getsize(path) == 0)
+
+
+def read_image_bytes(content, name):
+    """An image's bytes (an upload) as upright RGB, read as read_image reads a file."""
+    return decode_image(io.BytesIO(content), checkpoint.printable(name), empty=not content)
+
+
+def decode_image(source, shown, empty):
+    """A path or file object opened as upright RGB; raises UnreadableImage naming it as shown."""
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # Pillow's notes on odd EXIF or tags: the pixels are still read
             warnings.simplefilter("error", Image.DecompressionBombWarning)
-            with Image.open(path) as img:
+            with Image.open(source) as img:
                 if img.width * img.height > MAX_IMAGE_PIXELS:
                     raise Image.DecompressionBombError(f"{img.width}x{img.height} is over {MAX_IMAGE_PIXELS:,}")
                 img.seek(0)
@@ -140,7 +151,8 @@ def read_image(path):
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as e:
         raise UnreadableImage(f"{shown}: too many pixels ({e})") from None
     except (OSError, ValueError, SyntaxError, EOFError, zlib.error) as e:
-        reason = "empty file" if os.path.isfile(path) and os.path.getsize(path) == 0 else str(e) or type(e).__name__
+        reason = ("empty file" if empty else "not a format Pillow reads" if isinstance(e, UnidentifiedImageError)
+                  else str(e) or type(e).__name__)
         raise UnreadableImage(f"{shown}: not a readable image ({reason})") from None
 
 
@@ -183,6 +195,16 @@ def is_image_file(name):
 
 def inside(path, folder):
     return os.path.realpath(path).startswith(os.path.realpath(folder) + os.sep)
+
+
+def dataset_name(root):
+    """A dataset's name for a figure's title: its path in the repository (English/..., saved/synthetic/...),
+    else its path from its English/ folder on, else its last folders."""
+    root = os.path.normpath(os.path.abspath(root))
+    if root.startswith(checkpoint.HOME + os.sep):
+        return os.path.relpath(root, checkpoint.HOME)
+    parts = root.split(os.sep)
+    return "/".join(parts[parts.index("English"):] if "English" in parts else parts[-3:])
 
 
 def list_images(root, max_per_class=None, log=print):

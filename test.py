@@ -41,12 +41,15 @@ def parse_args(argv=None):
                         help="score the validation images of saved/split.json, or every image of DIR/SampleNNN")
     parser.add_argument("--model", help="a model saved by train.py (default: saved/model/model_new.h5, "
                                          "else the shipped one)")
+    parser.add_argument("--keras", action="store_true",
+                        help="run a Keras model in Keras even where export.py wrote a LiteRT copy of it")
     parser.add_argument("--data-dir", help="the dataset, for -img paths and --eval (default: English/, or for "
                                            "--eval the one the split was made from)")
     parser.add_argument("--top", type=int, default=1, metavar="K", help="list the K most likely classes")
     parser.add_argument("--save", metavar="FILE", help="save a figure of the image(s) with their predictions")
     parser.add_argument("--show", action="store_true", help="open that figure in a window")
-    parser.add_argument("--json", action="store_true", help="print the predictions, or the --eval metrics, as one JSON object")
+    parser.add_argument("--json", action="store_true",
+                        help="print the predictions, or the --eval metrics, as one JSON object")
     args = parser.parse_args(argv)
     if not args.images and not args.eval:
         parser.error("give -img IMAGE (one or more) or --eval")
@@ -55,19 +58,12 @@ def parse_args(argv=None):
     return args
 
 
-def load(model_path):
-    """(model, info): .tflite files run on LiteRT without TensorFlow; others load in Keras."""
-    if os.path.isdir(model_path):
-        kind = "a TensorFlow SavedModel (for serving)" if os.path.exists(
-            os.path.join(model_path, "saved_model.pb")) else "a folder"
-        raise checkpoint.ModelError(f"{model_path} is {kind}, not a model file: give the .h5, .keras or .tflite "
-                                    "file that train.py or export.py wrote")
-    if model_path.endswith(".tflite"):
-        return checkpoint.load_litert(model_path)
-    checkpoint.import_keras()  # and TensorFlow: only once the input is known to be usable
-    import model as model_lib
-
-    return model_lib.load_model(model_path)
+def open_chosen_model(args):
+    """(model, info, path) of the model --model names, else the default one, saying on stderr which and why."""
+    path, why = checkpoint.choose_model(args.model)
+    model, info, runtime = checkpoint.open_model(path, use_keras=args.keras)
+    print(f"Model: {checkpoint.printable(path)} ({why}); run by {runtime}", file=sys.stderr)
+    return model, info, path
 
 
 def image_paths(given, data_dir):
@@ -90,16 +86,10 @@ def image_paths(given, data_dir):
     return paths, missing
 
 
-def top_classes(probabilities, top, info):
-    """The top classes of one image, best first, named from the model's JSON."""
-    return [{"class": info["class_names"][label], "character": info["characters"][label],
-             "probability": float(probabilities[label])} for label in np.argsort(probabilities)[::-1][:top]]
-
-
 def print_predictions(paths, probabilities, top, info):
     """The class name, character and confidence of each image, best first."""
     for path, probs in zip(paths, probabilities):
-        best, *others = top_classes(probs, top, info)
+        best, *others = checkpoint.top_classes(probs, top, info)
         suffix = f"  {checkpoint.printable(path)}" if len(paths) > 1 else ""
         print(f"{best['class']}  '{best['character']}'  {best['probability']:.2%}{suffix}")
         for rank, guess in enumerate(others, start=2):
@@ -107,7 +97,8 @@ def print_predictions(paths, probabilities, top, info):
 
 
 def print_json_predictions(paths, probabilities, top, info, model_path, problems):
-    predictions = [{"path": path, "top": top_classes(probs, top, info)} for path, probs in zip(paths, probabilities)]
+    predictions = [{"path": path, "top": checkpoint.top_classes(probs, top, info)}
+                   for path, probs in zip(paths, probabilities)]
     print(json.dumps({"model": model_path, "predictions": predictions, "errors": problems}))
 
 
@@ -193,9 +184,7 @@ def run_predictions(args):
         print(f"error: {problem}", file=sys.stderr)
     if not paths:
         return 2
-    model_path = args.model or checkpoint.default_model()
-    model, info = load(model_path)
-    print(f"Model: {model_path}", file=sys.stderr)
+    model, info, model_path = open_chosen_model(args)
     kept, probabilities, images, unreadable = predict_files(model, info, paths, bool(save or args.show),
                                                             progress=len(paths) > BATCH_SIZE)
     problems += unreadable
@@ -226,10 +215,12 @@ def eval_entries(args, model_path, info):
         root, entries = data.validation_set(split_path, args.data_dir)
         if info.get("split", {}).get("n_val") not in (None, len(entries)):
             print(f"warning: {split_path} is not the split this model was trained with", file=sys.stderr)
+        print(f"Data: the {len(entries)} validation images of {split_path}, in {root}", file=sys.stderr)
         return root, entries
     root = data.class_root(args.eval)
     if root is None:
         raise InputError(f"{args.eval} holds no SampleNNN class folders")
+    print(f"Data: every image of {root}", file=sys.stderr)
     return root, data.list_images(root, log=lambda m: print(m, file=sys.stderr))
 
 
@@ -262,7 +253,7 @@ def print_report(report, model_path, root):
         print(f"{name:<10}{row['character']:>5}{row['n']:>6}{row['correct']:>9}{row['accuracy']:>10.1%}")
 
 
-def plot_confusion(labels, predicted):
+def plot_confusion(labels, predicted, about):
     plt = pyplot()
     matrix = np.zeros((data.NUM_CLASSES, data.NUM_CLASSES))
     np.add.at(matrix, (labels, predicted), 1)
@@ -273,13 +264,13 @@ def plot_confusion(labels, predicted):
     ticks = np.arange(data.NUM_CLASSES)
     ax.set_xticks(ticks, list(data.CHARACTERS), fontsize=7)
     ax.set_yticks(ticks, list(data.CHARACTERS), fontsize=7)
-    ax.set(xlabel="predicted", ylabel="true", title="Confusion matrix (rows sum to 1)")
+    ax.set(xlabel="predicted", ylabel="true", title=f"Confusion matrix (rows sum to 1)\n{about}")
     fig.colorbar(shown, ax=ax, fraction=0.04)
     fig.tight_layout()
     return fig
 
 
-def plot_errors(images, labels, probabilities):
+def plot_errors(images, labels, probabilities, about):
     """The most confident mistakes, each titled true -> predicted (confidence)."""
     predicted = probabilities.argmax(axis=1)
     wrong = np.flatnonzero(predicted != labels)
@@ -288,13 +279,13 @@ def plot_errors(images, labels, probabilities):
               f"{probabilities[i, predicted[i]]:.0%}" for i in worst]
     fig, _ = prediction_figure([images[i] for i in worst] or [np.full((8, 8, 3), 255, np.uint8)],
                                titles or ["no errors"])
+    fig.suptitle(f"Most confident mistakes: true -> predicted\n{about}", fontsize=10)
+    fig.tight_layout()
     return fig
 
 
 def run_eval(args):
-    model_path = args.model or checkpoint.default_model()
-    model, info = load(model_path)
-    print(f"Model: {model_path}", file=sys.stderr)
+    model, info, model_path = open_chosen_model(args)
     root, entries = eval_entries(args, model_path, info)
     log = (lambda m: print(m, file=sys.stderr)) if args.json else print
     images, labels, _ = data.decode_images(root, entries, info["image_size"], info["resize"], log=log,
@@ -306,8 +297,10 @@ def run_eval(args):
         print(json.dumps({"model": model_path, "data_dir": root, **report}))
     else:
         print_report(report, model_path, root)
-    figures = {os.path.join(checkpoint.IMGS_DIR, "confusion.png"): plot_confusion(labels, probabilities.argmax(1)),
-               os.path.join(checkpoint.IMGS_DIR, "errors.png"): plot_errors(images, labels, probabilities)}
+    about = f"{os.path.basename(model_path)} on {report['n']} images of {data.dataset_name(root)}"
+    figures = {os.path.join(checkpoint.IMGS_DIR, "confusion.png"): plot_confusion(labels, probabilities.argmax(1),
+                                                                                  about),
+               os.path.join(checkpoint.IMGS_DIR, "errors.png"): plot_errors(images, labels, probabilities, about)}
     for path, fig in figures.items():  # after the metrics: a figure that cannot be written loses nothing else
         save_figure(fig, path)
     print(f"\nFigures: {', '.join(figures)}", file=sys.stderr if args.json else sys.stdout)

@@ -293,12 +293,14 @@ def read_history(path=checkpoint.HISTORY_PATH):
     return [{k: float(v) for k, v in row.items()} for row in rows]
 
 
-def plot_history(history, imgs_dir=checkpoint.IMGS_DIR):
-    """loss.png, val_loss.png, acc.png, val_acc.png and training.png (all curves) from history rows."""
+def plot_history(history, about, imgs_dir=checkpoint.IMGS_DIR):
+    """loss.png, val_loss.png, acc.png, val_acc.png and training.png (all curves) from history rows, each
+    titled with about (the model and its data)."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import MaxNLocator
 
     os.makedirs(imgs_dir, exist_ok=True)
     epochs = [int(row["epoch"]) + 1 for row in history]
@@ -308,7 +310,8 @@ def plot_history(history, imgs_dir=checkpoint.IMGS_DIR):
     for key, title in curves.items():
         fig, ax = plt.subplots(figsize=(6, 4))
         ax.plot(epochs, [row[key] for row in history], marker=".")
-        ax.set(title=title, xlabel="epoch", ylabel=key.replace("val_", ""))
+        ax.set(title=f"{title}\n{about}", xlabel="epoch", ylabel=key.replace("val_", ""))
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.grid(alpha=0.3)
         fig.tight_layout()
         fig.savefig(os.path.join(imgs_dir, files[key]), dpi=100)
@@ -318,8 +321,10 @@ def plot_history(history, imgs_dir=checkpoint.IMGS_DIR):
         ax.plot(epochs, [row[metric] for row in history], marker=".", label="training")
         ax.plot(epochs, [row[f"val_{metric}"] for row in history], marker=".", label="validation")
         ax.set(title=metric, xlabel="epoch")
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.grid(alpha=0.3)
         ax.legend()
+    fig.suptitle(about)
     fig.tight_layout()
     fig.savefig(os.path.join(imgs_dir, "training.png"), dpi=100)
     plt.close(fig)
@@ -489,8 +494,8 @@ def train_alone(args):
                                 steps_per_execution=args.steps_per_execution, label_smoothing=args.label_smoothing)
 
     timer = EpochTimer()
-    saver = BestModelSaver(lambda info: model_lib.save_model(model, args.output, info), run_info(args, dataset, devices),
-                           previous_best(args.output) if args.resume else -1.0)
+    saver = BestModelSaver(lambda info: model_lib.save_model(model, args.output, info),
+                           run_info(args, dataset, devices), previous_best(args.output) if args.resume else -1.0)
     callbacks = [
         keras.callbacks.BackupAndRestore(checkpoint.BACKUP_DIR, double_checkpoint=True),
         history_restored(trainer),
@@ -509,14 +514,15 @@ def train_alone(args):
                     callbacks=callbacks, verbose="auto" if sys.stdout.isatty() else 2)  # a line an epoch in a log
     except KeyboardInterrupt as e:
         stopped_by = signal.SIGTERM if isinstance(e, Terminated) else signal.SIGINT
-    return finish(args.output, timer.summary(len(train_idx)), stopped_by)
+    about = f"{os.path.basename(args.output)} trained on {data.dataset_name(dataset.root)}"
+    return finish(args.output, timer.summary(len(train_idx)), about, stopped_by)
 
 
-def finish(output, timing, stopped_by=None):
+def finish(output, timing, about, stopped_by=None):
     """Figures, the timing in the model's JSON and a summary, also after Ctrl-C or SIGTERM; the exit status."""
     history = read_history() if os.path.exists(checkpoint.HISTORY_PATH) else []
     if history:
-        plot_history(history)
+        plot_history(history, about)
     if os.path.exists(output):
         checkpoint.write_info(output, {**checkpoint.read_info(output), "timing": timing})
     summarize(history, timing, output)

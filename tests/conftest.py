@@ -2,8 +2,10 @@
 
 import os
 import random
+import struct
 import subprocess
 import sys
+import zlib
 
 import pytest
 
@@ -29,6 +31,14 @@ def make_dataset(folder, per_class=3, classes=data.CLASS_NAMES, seed=0):
             image = prepare.render_character(data.CHARACTERS[label], rng.choice(fonts), rng)
             image.save(os.path.join(root, name, f"img{label + 1:03d}-{i + 1:05d}.png"))
     return os.path.join(folder, "English")
+
+
+def png_claiming(width, height):
+    """A tiny PNG file whose header claims width x height pixels (a decompression bomb)."""
+    def chunk(kind, body):
+        return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
+    header = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(b"\0" * 100)) + chunk(b"IEND", b"")
 
 
 def script_env(home, **variables):

@@ -137,7 +137,8 @@ def test_a_large_folder_in_batches_as_json_with_odd_names(trained, tmp_path):
     assert os.path.getsize(tmp_path / "predictions.png") > 1000  # --save to a folder writes inside it
 
 
-@pytest.mark.parametrize("save, message", [("p.bogus", "ending in one of"), ("file.txt/p.png", "is a file, not a folder")])
+@pytest.mark.parametrize("save, message", [("p.bogus", "ending in one of"),
+                                           ("file.txt/p.png", "is a file, not a folder")])
 def test_a_figure_that_cannot_be_saved_is_refused_before_any_work(tmp_path, save, message):
     (tmp_path / "file.txt").write_text("a file, not a folder")
     result = run("test.py", "-img", SAMPLE, "--save", tmp_path / save, cwd=tmp_path)
@@ -178,14 +179,14 @@ def test_models_that_do_not_fit(trained, tmp_path):
     workdir, _ = trained
     model_dir = workdir / "saved" / "model"
     (tmp_path / "junk.h5").write_text("not a model")
-    shutil.copy(model_dir / "model_new.json", tmp_path / "junk.json")
+    info = json.loads((model_dir / "model_new.json").read_text())
+    (tmp_path / "junk.json").write_text(json.dumps({k: v for k, v in info.items() if k != "sha256"}))
     assert_user_error(run("test.py", "-img", SAMPLE, "--model", tmp_path / "junk.h5", cwd=workdir), "cannot load")
 
     shutil.copy(model_dir / "model_new.h5", tmp_path / "nojson.h5")
     assert_user_error(run("test.py", "-img", SAMPLE, "--model", tmp_path / "nojson.h5", cwd=workdir), "missing")
 
     shutil.copy(model_dir / "model_new.h5", tmp_path / "other.h5")
-    info = json.loads((model_dir / "model_new.json").read_text())
     (tmp_path / "other.json").write_text(json.dumps({**info, "image_size": 64}))
     assert_user_error(run("test.py", "-img", SAMPLE, "--model", tmp_path / "other.h5", cwd=workdir), "shape")
 
@@ -217,8 +218,9 @@ def test_missing_dataset_folder(tmp_path):
 def test_export_to_litert_and_savedmodel_then_predict_without_tensorflow(trained):
     workdir, _ = trained
     compact = workdir / "saved" / "model" / "compact_fp16.h5"
-    result = run("export.py", "--check", "--float16", compact, cwd=workdir)
+    result = run("export.py", "--check", "--float32", "--float16", compact, cwd=workdir)
     assert result.returncode == 0, result.stdout + result.stderr
+    assert "model_new.h5 (trained here)" in result.stdout and "validation images of" in result.stdout
     assert "LiteRT gives the Keras model's class for 100.00%" in result.stdout
     assert (workdir / "saved" / "export" / "model_new" / "saved_model.pb").exists()
     full = workdir / "saved" / "model" / "model_new.h5"
@@ -231,16 +233,17 @@ def test_export_to_litert_and_savedmodel_then_predict_without_tensorflow(trained
     for path in compact.parent.glob("compact_fp16.*"):
         path.unlink()
 
-    tflite = workdir / "saved" / "model" / "model_new.tflite"
-    lite = run("test.py", "-img", SAMPLE, "--model", tflite, "--top", "2", cwd=workdir)
-    keras_run = run("test.py", "-img", SAMPLE, "--top", "2", cwd=workdir)
+    litert = json.loads((workdir / "saved" / "model" / "model_new.json").read_text())["litert"]
+    assert litert["weights"] == "float32" and litert["agreement"]["same_class"] == 1.0
+    lite = run("test.py", "-img", SAMPLE, "--top", "2", cwd=workdir)  # the LiteRT copy, by default
+    keras_run = run("test.py", "-img", SAMPLE, "--top", "2", "--keras", cwd=workdir)
     assert lite.returncode == 0, lite.stderr
+    assert "run by LiteRT, from model_new.tflite" in lite.stderr and "run by Keras" in keras_run.stderr
     assert [line.split()[:2] for line in lite.stdout.splitlines()] == \
         [line.split()[:2] for line in keras_run.stdout.splitlines()]
 
-    imports = subprocess.run([sys.executable, "-X", "importtime", os.path.join(REPO, "test.py"), "-img", SAMPLE,
-                              "--model", str(tflite)], cwd=workdir, capture_output=True, text=True,
-                             env=script_env(workdir))
+    imports = subprocess.run([sys.executable, "-X", "importtime", os.path.join(REPO, "test.py"), "-img", SAMPLE],
+                             cwd=workdir, capture_output=True, text=True, env=script_env(workdir))
     assert imports.returncode == 0 and "ai_edge_litert" in imports.stderr
     assert not re.search(r"\| +(tensorflow|keras)$", imports.stderr, re.M)
 

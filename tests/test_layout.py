@@ -9,7 +9,7 @@ import sys
 import pytest
 
 import checkpoint
-from conftest import REPO, make_dataset
+from conftest import REPO, assert_user_error, make_dataset, run
 
 IMPORT_EFFECTS = """
 import json, logging, os, sys
@@ -54,7 +54,7 @@ def test_default_paths_are_the_repositorys_wherever_python_starts(tmp_path):
 
 @pytest.mark.skipif(os.path.exists(os.path.join(REPO, "saved", "model", "model_new.h5")),
                     reason="a trained model_new.h5 in the repository would be used instead of the shipped one")
-@pytest.mark.skipif(checkpoint.default_model() == checkpoint.DEFAULT_MODEL, reason="no model is shipped")
+@pytest.mark.skipif(not checkpoint.shipped_models(), reason="no model is shipped")
 def test_test_py_started_from_another_folder_uses_the_repositorys_model(tmp_path):
     english = make_dataset(tmp_path / "data", per_class=1, classes=["Sample008"])
     image = os.path.join(english, "Img", "GoodImg", "Bmp", "Sample008", "img008-00001.png")
@@ -62,7 +62,7 @@ def test_test_py_started_from_another_folder_uses_the_repositorys_model(tmp_path
     result = subprocess.run([sys.executable, os.path.join(REPO, "test.py"), "-img", image], cwd=tmp_path,
                             capture_output=True, text=True, env=env, timeout=300)
     assert result.returncode == 0, result.stderr
-    assert f"Model: {checkpoint.default_model()}" in result.stderr
+    assert f"Model: {checkpoint.shipped_models()[0]} (the shipped model: none trained here yet)" in result.stderr
     assert result.stdout.split()[0].startswith("Sample")
     assert os.listdir(tmp_path) == ["data"]  # nothing written where it was started
 
@@ -99,3 +99,27 @@ def test_json_paths_are_relative_to_the_repository():
     beside = os.path.join(os.path.dirname(checkpoint.HOME), "shared", "English")
     assert checkpoint.portable(beside) == os.path.join("..", "shared", "English")
     assert checkpoint.resolve(checkpoint.portable(beside)) == beside
+
+
+@pytest.mark.skipif(not os.path.isdir(os.path.join(REPO, ".git")), reason="not a git checkout")
+def test_run_outputs_are_ignored_by_git_and_the_shipped_files_are_not():
+    def ignored(path):
+        return subprocess.run(["git", "check-ignore", "-q", path], cwd=REPO).returncode == 0
+
+    for output in ("imgs/training.png", "imgs/confusion.png", "saved/model/model_new.tflite",
+                   "saved/model/other.tflite", "saved/export/model_new/saved_model.pb", "saved/train.lock"):
+        assert ignored(output), output
+    for shipped in ("imgs/shipped/training.png", "saved/model/chars74k_resnet50_fp16.tflite",
+                    "saved/model/chars74k_resnet50_fp16.h5"):
+        assert not ignored(shipped), shipped
+
+
+@pytest.mark.skipif(not checkpoint.shipped_models(), reason="no model is shipped")
+def test_export_check_without_the_dataset_stops_before_writing_anything(tmp_path):
+    shipped_copy = os.path.splitext(checkpoint.shipped_models()[0])[0] + ".tflite"
+    before = os.stat(shipped_copy).st_mtime_ns if os.path.exists(shipped_copy) else None
+    result = run("export.py", "--check", cwd=tmp_path)
+    assert_user_error(result, "pass --data-dir")
+    assert "the shipped model" in result.stdout
+    assert (os.stat(shipped_copy).st_mtime_ns if os.path.exists(shipped_copy) else None) == before
+    assert not os.path.exists(tmp_path / "saved" / "export")

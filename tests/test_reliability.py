@@ -3,9 +3,7 @@
 import json
 import os
 import shutil
-import struct
 import time
-import zlib
 
 import numpy as np
 import pytest
@@ -13,15 +11,7 @@ from PIL import Image
 
 import data
 import prepare
-from conftest import TEST_IMAGE_SIZE, assert_user_error, make_dataset, model_info, run
-
-
-def png_claiming(width, height):
-    """A tiny PNG file whose header claims width x height pixels (a decompression bomb)."""
-    def chunk(kind, body):
-        return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
-    header = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)
-    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(b"\0" * 100)) + chunk(b"IEND", b"")
+from conftest import TEST_IMAGE_SIZE, assert_user_error, make_dataset, model_info, png_claiming, run
 
 
 def test_decompression_bomb_is_refused_quickly(tmp_path):
