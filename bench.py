@@ -184,7 +184,8 @@ def inference(args, root, workdir):
                                                   args.repeats),
         "litert_infer_images_per_s": len(images) / timed(lambda: litert.predict(images), args.repeats),
         "cli_latency_s": cli(sys.executable, os.path.join(HERE, "test.py"), "-img", image, "--model", tflite_path),
-        "cli_latency_keras_s": cli(sys.executable, os.path.join(HERE, "test.py"), "-img", image, "--model", model_path),
+        "cli_latency_keras_s": cli(sys.executable, os.path.join(HERE, "test.py"), "-img", image, "--model", model_path,
+                                   "--keras"),
         "baseline_cli_latency_s": cli(sys.executable, "-c", ORIGINAL_PREDICT.format(
             here=HERE, model=model_path, image=image, size=args.image_size)),
         "tflite_mb": os.path.getsize(tflite_path) / 1e6,
