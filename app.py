@@ -38,7 +38,7 @@ def create_app(model_path=None, use_keras=False):
 
     path, why = checkpoint.choose_model(model_path)
     model, info, runtime = checkpoint.open_model(path, use_keras=use_keras)
-    print(f"Model: {checkpoint.printable(path)} ({why}); run by {runtime}", file=sys.stderr)
+    print(f"Model: {checkpoint.printable(checkpoint.shown_path(path))} ({why}); run by {runtime}", file=sys.stderr)
     model_lock = threading.Lock()  # one prediction at a time: a LiteRT interpreter is not thread-safe
 
     app = Flask(__name__, static_folder=WEB_DIR, static_url_path="/static")

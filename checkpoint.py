@@ -98,6 +98,12 @@ def printable(path):
     return "".join(c if c.isprintable() else c.encode("unicode_escape").decode() for c in path)
 
 
+def shown_path(path):
+    """path as a user would type it from the current folder: relative when it lies below, else absolute."""
+    relative = os.path.relpath(path)
+    return path if relative.startswith("..") else relative
+
+
 def portable(path):
     """path relative to HOME (../shared/English beside it, English/ inside), so that JSON files hold no
     machine's absolute paths; absolute only where no relative path exists (another Windows drive)."""
@@ -203,7 +209,7 @@ def choose_model(given=None):
     if given:
         return given, "given with --model"
     if os.path.exists(DEFAULT_MODEL):
-        return DEFAULT_MODEL, "trained here" + (f"; pass --model {portable(shipped[0])} for the shipped one"
+        return DEFAULT_MODEL, "trained here" + (f"; pass --model {shown_path(shipped[0])} for the shipped one"
                                                  if shipped else "")
     if shipped:
         return shipped[0], "the shipped model: none trained here yet"
@@ -277,9 +283,11 @@ def open_model(model_path, use_keras=False):
                 else "a folder")
         raise ModelError(f"{model_path} is {kind}, not a model file: give the .h5, .keras or .tflite file that "
                          "train.py or export.py wrote")
+    if not os.path.isfile(model_path):
+        raise ModelError(f"no model at {model_path}: train one with `python train.py`, or pass --model PATH")
     if model_path.endswith(".tflite"):
         return (*load_litert(model_path), "LiteRT")
-    copy = None if use_keras or not os.path.isfile(model_path) else litert_copy(model_path, read_info(model_path))
+    copy = None if use_keras else litert_copy(model_path, read_info(model_path))
     if copy:
         model, info = load_litert(copy)
         return model, info, f"LiteRT, from {os.path.basename(copy)} ({litert_summary(info['litert'])})"

@@ -98,7 +98,7 @@ def agreement(model_path, tflite_path, validation):
 def export_and_check(args):
     """Write the float16 copy, LiteRT and SavedModel files asked for, and compare LiteRT with Keras."""
     model_path, why = checkpoint.choose_model(args.model)
-    print(f"Model: {model_path} ({why})")
+    print(f"Model: {checkpoint.shown_path(model_path)} ({why})")
     if args.check:  # the data first: a missing dataset stops before any export
         split_path = checkpoint.split_of(model_path)
         validation = data.validation_set(split_path, args.data_dir)

@@ -62,7 +62,7 @@ def open_chosen_model(args):
     """(model, info, path) of the model --model names, else the default one, saying on stderr which and why."""
     path, why = checkpoint.choose_model(args.model)
     model, info, runtime = checkpoint.open_model(path, use_keras=args.keras)
-    print(f"Model: {checkpoint.printable(path)} ({why}); run by {runtime}", file=sys.stderr)
+    print(f"Model: {checkpoint.printable(checkpoint.shown_path(path))} ({why}); run by {runtime}", file=sys.stderr)
     return model, info, path
 
 

@@ -467,11 +467,11 @@ def train(args):
 
 
 def train_alone(args):
+    run = resumed_run(args) if args.resume else None  # before anything reads the flags it may set
     keras = checkpoint.import_keras()
     import augment
     import model as model_lib
 
-    run = resumed_run(args) if args.resume else None
     keras.utils.set_random_seed(args.train_seed)
     devices = setup_devices(args.xla, args.mixed_precision)
     with devices.scope():

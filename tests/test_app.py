@@ -17,7 +17,8 @@ import prepare
 from conftest import REPO, SHARED_GOODIMG, png_claiming, run, script_env
 
 SEVEN = os.path.join(SHARED_GOODIMG, data.GOODIMG_SUBDIR, "Sample008", "img008-00019.png")  # README's example
-needs_goodimg = pytest.mark.skipif(not os.path.exists(SEVEN), reason="the real GoodImg set is not at ../shared/chars74k")
+needs_goodimg = pytest.mark.skipif(not os.path.exists(SEVEN),
+                                   reason="the real GoodImg set is not at ../shared/chars74k")
 needs_shipped = pytest.mark.skipif(not checkpoint.shipped_models(), reason="no model is shipped in saved/model/")
 
 
@@ -63,7 +64,8 @@ def test_several_images_multipart_or_one_as_the_body_answer_as_test_py_does(serv
     for name, content in images.items():
         (tmp_path / name).write_bytes(content)
     printed = run("test.py", "-img", *[tmp_path / name for name in images], "--json", "--top", "3", cwd=tmp_path)
-    assert [classes(p["top"]) for p in json.loads(printed.stdout)["predictions"]] == [classes(r["top"]) for r in results]
+    from_test_py = [classes(p["top"]) for p in json.loads(printed.stdout)["predictions"]]
+    assert from_test_py == [classes(r["top"]) for r in results]
 
     body = requests.post(f"{server}/api/predict", data=images["A.png"], timeout=60)  # top 5 by default
     assert body.status_code == 200 and classes(body.json()["results"][0]["top"])[:3] == classes(results[0]["top"])
@@ -137,7 +139,8 @@ def test_the_page_in_headless_chromium(server, tmp_path):
         page.set_input_files("#files", [str(photo)])
         newest_answered = "document.querySelector('.card .top li, .card .error:not([hidden])') !== null && " \
             "document.querySelector('.card').querySelector('.top li') !== null"
-        page.wait_for_function(f"document.querySelector('.card .name').textContent === 'street.png' && {newest_answered}")
+        page.wait_for_function(f"document.querySelector('.card .name').textContent === 'street.png' && "
+                               f"{newest_answered}")
         page.query_selector_all(".card")[0].query_selector(".crop").click()
         canvas = page.wait_for_selector("#crop-canvas", state="visible").bounding_box()
         scale = canvas["width"] / 400

@@ -44,6 +44,40 @@ def test_training_writes_model_json_history_figures_and_logs(trained):
     assert "s per epoch" in result.stdout and "images/s" in result.stdout
 
 
+def test_export_to_litert_and_savedmodel_then_predict_without_tensorflow(trained):
+    """Early in the file: the tests after it predict with the LiteRT copy it writes, as users do by default."""
+    workdir, _ = trained
+    compact = workdir / "saved" / "model" / "compact_fp16.h5"
+    result = run("export.py", "--check", "--float32", "--float16", compact, cwd=workdir)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "model_new.h5 (trained here; pass --model" in result.stdout and "validation images of" in result.stdout
+    assert "LiteRT gives the Keras model's class for 100.00%" in result.stdout
+    assert (workdir / "saved" / "export" / "model_new" / "saved_model.pb").exists()
+    full = workdir / "saved" / "model" / "model_new.h5"
+    assert compact.stat().st_size < 0.55 * full.stat().st_size
+    reports = [json.loads(run("test.py", "--eval", "--json", "--model", path, cwd=workdir).stdout)
+               for path in (full, compact)]
+    assert reports[0]["accuracy"] == reports[1]["accuracy"] and reports[0]["top5"] == reports[1]["top5"]
+    assert json.loads((workdir / "saved" / "model" / "compact_fp16.split.json").read_text())["val"] == \
+        json.loads((workdir / "saved" / "split.json").read_text())["val"]
+    for path in compact.parent.glob("compact_fp16.*"):
+        path.unlink()
+
+    litert = json.loads((workdir / "saved" / "model" / "model_new.json").read_text())["litert"]
+    assert litert["weights"] == "float32" and litert["agreement"]["same_class"] == 1.0
+    lite = run("test.py", "-img", SAMPLE, "--top", "2", cwd=workdir)  # the LiteRT copy, by default
+    keras_run = run("test.py", "-img", SAMPLE, "--top", "2", "--keras", cwd=workdir)
+    assert lite.returncode == 0, lite.stderr
+    assert "run by LiteRT, from model_new.tflite" in lite.stderr and "run by Keras" in keras_run.stderr
+    assert [line.split()[:2] for line in lite.stdout.splitlines()] == \
+        [line.split()[:2] for line in keras_run.stdout.splitlines()]
+
+    imports = subprocess.run([sys.executable, "-X", "importtime", os.path.join(REPO, "test.py"), "-img", SAMPLE],
+                             cwd=workdir, capture_output=True, text=True, env=script_env(workdir))
+    assert imports.returncode == 0 and "ai_edge_litert" in imports.stderr
+    assert not re.search(r"\| +(tensorflow|keras)$", imports.stderr, re.M)
+
+
 def test_predict_prints_the_class_first(trained):
     workdir, _ = trained
     result = run("test.py", "-img", SAMPLE, cwd=workdir)
@@ -213,39 +247,6 @@ def test_batch_larger_than_the_dataset(tmp_path, tiny_english):
 def test_missing_dataset_folder(tmp_path):
     result = run("train.py", "--data-dir", tmp_path / "nowhere", "--weights", "none", cwd=tmp_path)
     assert_user_error(result, "no SampleNNN class folders")
-
-
-def test_export_to_litert_and_savedmodel_then_predict_without_tensorflow(trained):
-    workdir, _ = trained
-    compact = workdir / "saved" / "model" / "compact_fp16.h5"
-    result = run("export.py", "--check", "--float32", "--float16", compact, cwd=workdir)
-    assert result.returncode == 0, result.stdout + result.stderr
-    assert "model_new.h5 (trained here)" in result.stdout and "validation images of" in result.stdout
-    assert "LiteRT gives the Keras model's class for 100.00%" in result.stdout
-    assert (workdir / "saved" / "export" / "model_new" / "saved_model.pb").exists()
-    full = workdir / "saved" / "model" / "model_new.h5"
-    assert compact.stat().st_size < 0.55 * full.stat().st_size
-    reports = [json.loads(run("test.py", "--eval", "--json", "--model", path, cwd=workdir).stdout)
-               for path in (full, compact)]
-    assert reports[0]["accuracy"] == reports[1]["accuracy"] and reports[0]["top5"] == reports[1]["top5"]
-    assert json.loads((workdir / "saved" / "model" / "compact_fp16.split.json").read_text())["val"] == \
-        json.loads((workdir / "saved" / "split.json").read_text())["val"]
-    for path in compact.parent.glob("compact_fp16.*"):
-        path.unlink()
-
-    litert = json.loads((workdir / "saved" / "model" / "model_new.json").read_text())["litert"]
-    assert litert["weights"] == "float32" and litert["agreement"]["same_class"] == 1.0
-    lite = run("test.py", "-img", SAMPLE, "--top", "2", cwd=workdir)  # the LiteRT copy, by default
-    keras_run = run("test.py", "-img", SAMPLE, "--top", "2", "--keras", cwd=workdir)
-    assert lite.returncode == 0, lite.stderr
-    assert "run by LiteRT, from model_new.tflite" in lite.stderr and "run by Keras" in keras_run.stderr
-    assert [line.split()[:2] for line in lite.stdout.splitlines()] == \
-        [line.split()[:2] for line in keras_run.stdout.splitlines()]
-
-    imports = subprocess.run([sys.executable, "-X", "importtime", os.path.join(REPO, "test.py"), "-img", SAMPLE],
-                             cwd=workdir, capture_output=True, text=True, env=script_env(workdir))
-    assert imports.returncode == 0 and "ai_edge_litert" in imports.stderr
-    assert not re.search(r"\| +(tensorflow|keras)$", imports.stderr, re.M)
 
 
 def test_offline_synthetic_training_renders_fonts_and_trains(tmp_path):

@@ -2,7 +2,6 @@
 
 import json
 import os
-import shutil
 import time
 
 import numpy as np
@@ -96,7 +95,9 @@ def test_training_on_a_partial_dataset_with_bad_files(tmp_path):
     model_path = tmp_path / "saved" / "model" / "model_new.h5"
     half = tmp_path / "truncated.h5"
     half.write_bytes(model_path.read_bytes()[: model_path.stat().st_size // 2])
-    shutil.copy(model_path.with_suffix(".json"), half.with_suffix(".json"))
+    info = json.loads(model_path.with_suffix(".json").read_text())
+    del info["sha256"]  # else the JSON refuses the file before the loader reads it
+    half.with_suffix(".json").write_text(json.dumps(info))
     good_image = os.path.join(data.class_root(english), "Sample002", "img002-00001.png")
     assert_user_error(run("test.py", "-img", good_image, "--model", half, cwd=tmp_path), "cannot load")
 
