@@ -117,7 +117,8 @@ def test_the_page_in_headless_chromium(server, tmp_path):
     broken = tmp_path / "broken.png"
     broken.write_bytes(open(SEVEN, "rb").read()[:60])
     with playwright.sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=chromium(), args=["--no-sandbox"])
+        browser = p.chromium.launch(executable_path=chromium(), args=[
+            "--no-sandbox", "--use-fake-device-for-media-stream", "--use-fake-ui-for-media-stream"])  # a test camera
         page = browser.new_page()
         page.goto(server)
         page.wait_for_function("document.querySelector('#model').textContent.includes('LiteRT')")
@@ -152,4 +153,25 @@ def test_the_page_in_headless_chromium(server, tmp_path):
         page.wait_for_function(f"document.querySelector('.card .name').textContent === 'crop of street.png' && "
                                f"{newest_answered}")
         assert page.query_selector(".card").query_selector(".top li .char").inner_text() == "7"
+
+        with open(SEVEN, "rb") as f:
+            seven = list(f.read())
+        for event in ("paste", "drop"):  # the browser's own events, carrying the file as a user's would
+            page.evaluate("""([bytes, event]) => {
+                const transfer = new DataTransfer();
+                transfer.items.add(new File([new Uint8Array(bytes)], `${event}.png`, {type: "image/png"}));
+                const target = event === "paste" ? document : document.querySelector("#drop");
+                target.dispatchEvent(event === "paste" ? new ClipboardEvent("paste", {clipboardData: transfer})
+                                                       : new DragEvent("drop", {dataTransfer: transfer}));
+            }""", [seven, event])
+            page.wait_for_function(f"document.querySelector('.card .name').textContent === '{event}.png' && "
+                                   f"{newest_answered}")
+            assert page.query_selector(".card").query_selector(".top li .char").inner_text() == "7"
+
+        page.click("#camera-start")
+        page.wait_for_function("document.querySelector('#video').videoWidth > 0")
+        page.click("#camera-shoot")  # a frame of the camera opens in the cropper
+        page.wait_for_selector("#cropper", state="visible")
+        assert page.evaluate("cropCanvas.width") == page.evaluate("crop.image.naturalWidth") > 0
+        assert page.is_hidden("#camera")
         browser.close()
