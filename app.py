@@ -60,7 +60,7 @@ def create_app(model_path=None, use_keras=False):
     @app.post("/api/predict")
     def predict():
         top = request.args.get("top", str(TOP))
-        if not top.isdigit() or not 1 <= int(top) <= len(info["class_names"]):
+        if not top.isdecimal() or not 1 <= int(top) <= len(info["class_names"]):
             return error(400, f"top must be a whole number from 1 to {len(info['class_names'])}, not {top!r}")
         if request.mimetype == "multipart/form-data":
             uploads = [(upload.filename or name, upload.read()) for name, upload in request.files.items(multi=True)]

@@ -91,6 +91,8 @@ def parse_args(argv=None):
     args.given = {name for name, value in vars(parser.parse_args(argv)).items() if value is not NOT_GIVEN}
     if args.train_seed is None:
         args.train_seed = args.seed
+    args.output = os.path.abspath(args.output)  # the same file whatever folder a resumed run starts from
+    args.data_dir = args.data_dir and os.path.abspath(args.data_dir)
     return args
 
 
@@ -461,13 +463,13 @@ def raise_terminated(signum, frame):
 
 
 def train(args):
+    run = resumed_run(args) if args.resume else None  # before anything reads the flags it may set
     check_outputs(args)
     with only_run_in(checkpoint.SAVED_DIR):
-        return train_alone(args)
+        return train_alone(args, run)
 
 
-def train_alone(args):
-    run = resumed_run(args) if args.resume else None  # before anything reads the flags it may set
+def train_alone(args, run):
     keras = checkpoint.import_keras()
     import augment
     import model as model_lib
@@ -496,8 +498,12 @@ def train_alone(args):
     timer = EpochTimer()
     saver = BestModelSaver(lambda info: model_lib.save_model(model, args.output, info),
                            run_info(args, dataset, devices), previous_best(args.output) if args.resume else -1.0)
+    backup = keras.callbacks.BackupAndRestore(checkpoint.BACKUP_DIR, double_checkpoint=True)
+    # It restores first, but backs an epoch up last, after the epoch's model and history row: a stop in
+    # between then resumes at that epoch again instead of past an epoch whose row or model is missing.
+    save_backup, backup.on_epoch_end = backup.on_epoch_end, lambda epoch, logs=None: None
     callbacks = [
-        keras.callbacks.BackupAndRestore(checkpoint.BACKUP_DIR, double_checkpoint=True),
+        backup,
         history_restored(trainer),
         saver.callback(),
         keras.callbacks.CSVLogger(checkpoint.HISTORY_PATH, append=True),
@@ -505,15 +511,18 @@ def train_alone(args):
     ]
     if keras.backend.backend() == "tensorflow":  # it writes through tf.summary
         callbacks.append(keras.callbacks.TensorBoard(checkpoint.LOG_DIR, write_graph=False, profile_batch=0))
+    callbacks.append(keras.callbacks.LambdaCallback(on_epoch_end=save_backup))
     stopped_by = None
     train_set = dataset.images[train_idx], dataset.labels[train_idx]
     val_set = dataset.images[dataset.val_idx], dataset.labels[dataset.val_idx]
-    signal.signal(signal.SIGTERM, raise_terminated)
+    previous_handler = signal.signal(signal.SIGTERM, raise_terminated)
     try:
         trainer.fit(**data.fit_arguments(train_set, batch_size, val_set, args.train_seed), epochs=args.epochs,
                     callbacks=callbacks, verbose="auto" if sys.stdout.isatty() else 2)  # a line an epoch in a log
     except KeyboardInterrupt as e:
         stopped_by = signal.SIGTERM if isinstance(e, Terminated) else signal.SIGINT
+    finally:
+        signal.signal(signal.SIGTERM, previous_handler)
     about = f"{os.path.basename(args.output)} trained on {data.dataset_name(dataset.root)}"
     return finish(args.output, timer.summary(len(train_idx)), about, stopped_by)
 

@@ -83,6 +83,7 @@ def classes(top):
     ({"files": [("image", (f"{i}.png", b"x", "image/png")) for i in range(33)]}, 413, "at most 32"),
     ({}, 400, "no image"),
     ({"data": b"x", "params": {"top": "all"}}, 400, "top must be"),
+    ({"data": b"x", "params": {"top": "\u00b2"}}, 400, "top must be"),  # a digit to str.isdigit, not to int()
 ])
 def test_bad_uploads_get_a_clear_json_error_and_the_server_keeps_serving(server, upload, status, message):
     response = requests.post(f"{server}/api/predict", timeout=60, **upload)

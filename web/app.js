@@ -3,6 +3,7 @@
 
 const $ = (selector) => document.querySelector(selector);
 let maxImages = 32;
+let maxRequestBytes = 20 * 1024 * 1024;
 
 function showMessage(text) {
   $("#message").textContent = text;
@@ -13,6 +14,7 @@ async function loadHealth() {
   try {
     const health = await (await fetch("/api/health")).json();
     maxImages = health.max_images;
+    maxRequestBytes = health.max_request_mb * 1024 * 1024;
     $("#model").textContent =
       `Model ${health.model} (${health.runtime}), ${health.classes} classes, ${health.image_size}x${health.image_size} input`;
   } catch (e) {
@@ -24,8 +26,7 @@ async function loadHealth() {
 async function predict(files) {
   if (!files.length) return;
   showMessage("");
-  for (let start = 0; start < files.length; start += maxImages) {
-    const batch = files.slice(start, start + maxImages);
+  for (const batch of batches(files)) {
     const cards = batch.map(makeCard);
     $("#results").prepend(...cards);  // the newest batch on top, in the order given
     const form = new FormData();
@@ -41,6 +42,22 @@ async function predict(files) {
     results.forEach((result, i) => fillCard(cards[i], result));
     if (answer.error && !answer.results) showMessage(answer.error);
   }
+}
+
+// Requests of at most maxImages files and, where the files allow, under the server's size limit.
+function batches(files) {
+  const result = [[]];
+  let bytes = 0;
+  for (const file of files) {
+    const last = result[result.length - 1];
+    if (last.length && (last.length === maxImages || bytes + file.size > 0.95 * maxRequestBytes)) {
+      result.push([]);
+      bytes = 0;
+    }
+    result[result.length - 1].push(file);
+    bytes += file.size;
+  }
+  return result;
 }
 
 function makeCard(file) {
@@ -160,9 +177,10 @@ function drawCrop() {
 
 function canvasPoint(event) {
   const rect = cropCanvas.getBoundingClientRect();
-  return {
-    x: Math.round((event.clientX - rect.left) * cropCanvas.width / rect.width),
-    y: Math.round((event.clientY - rect.top) * cropCanvas.height / rect.height),
+  const clamp = (value, max) => Math.min(Math.max(0, Math.round(value)), max);
+  return {  // inside the image, wherever the pointer went
+    x: clamp((event.clientX - rect.left) * cropCanvas.width / rect.width, cropCanvas.width),
+    y: clamp((event.clientY - rect.top) * cropCanvas.height / rect.height, cropCanvas.height),
   };
 }
 
@@ -174,7 +192,7 @@ cropCanvas.addEventListener("pointermove", (event) => {
   if (!crop.start) return;
   const point = canvasPoint(event);
   crop.box = {
-    x: Math.max(0, Math.min(crop.start.x, point.x)), y: Math.max(0, Math.min(crop.start.y, point.y)),
+    x: Math.min(crop.start.x, point.x), y: Math.min(crop.start.y, point.y),
     w: Math.abs(point.x - crop.start.x), h: Math.abs(point.y - crop.start.y),
   };
   drawCrop();
