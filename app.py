@@ -36,9 +36,7 @@ def create_app(model_path=None, use_keras=False):
     """The Flask application: the page, GET /api/health and POST /api/predict, with the model loaded once."""
     from flask import Flask, jsonify, request
 
-    path, why = checkpoint.choose_model(model_path)
-    model, info, runtime = checkpoint.open_model(path, use_keras=use_keras)
-    print(f"Model: {checkpoint.printable(checkpoint.shown_path(path))} ({why}); run by {runtime}", file=sys.stderr)
+    model, info, path, runtime = checkpoint.open_chosen_model(model_path, use_keras)
     model_lock = threading.Lock()  # one prediction at a time: a LiteRT interpreter is not thread-safe
 
     app = Flask(__name__, static_folder=WEB_DIR, static_url_path="/static")

@@ -299,6 +299,15 @@ def open_model(model_path, use_keras=False):
                          "Keras; `python export.py` writes a LiteRT copy that starts in a fraction of a second")
 
 
+def open_chosen_model(given=None, use_keras=False):
+    """(model, info, path, how it runs) of the model --model names, else the default one (choose_model),
+    saying on stderr which, why, and how it runs."""
+    path, why = choose_model(given)
+    model, info, runtime = open_model(path, use_keras)
+    print(f"Model: {printable(shown_path(path))} ({why}); run by {runtime}", file=sys.stderr)
+    return model, info, path, runtime
+
+
 def litert_summary(entry):
     agreement = entry.get("agreement")
     return f"{entry.get('weights', '?')} weights" + (

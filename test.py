@@ -58,14 +58,6 @@ def parse_args(argv=None):
     return args
 
 
-def open_chosen_model(args):
-    """(model, info, path) of the model --model names, else the default one, saying on stderr which and why."""
-    path, why = checkpoint.choose_model(args.model)
-    model, info, runtime = checkpoint.open_model(path, use_keras=args.keras)
-    print(f"Model: {checkpoint.printable(checkpoint.shown_path(path))} ({why}); run by {runtime}", file=sys.stderr)
-    return model, info, path
-
-
 def image_paths(given, data_dir):
     """Image files for each -img argument: files, folders (every image inside), or dataset paths."""
     root = data.class_root(data_dir) or os.path.join(data_dir, data.GOODIMG_SUBDIR)
@@ -184,7 +176,7 @@ def run_predictions(args):
         print(f"error: {problem}", file=sys.stderr)
     if not paths:
         return 2
-    model, info, model_path = open_chosen_model(args)
+    model, info, model_path, _ = checkpoint.open_chosen_model(args.model, args.keras)
     kept, probabilities, images, unreadable = predict_files(model, info, paths, bool(save or args.show),
                                                             progress=len(paths) > BATCH_SIZE)
     problems += unreadable
@@ -285,7 +277,7 @@ def plot_errors(images, labels, probabilities, about):
 
 
 def run_eval(args):
-    model, info, model_path = open_chosen_model(args)
+    model, info, model_path, _ = checkpoint.open_chosen_model(args.model, args.keras)
     root, entries = eval_entries(args, model_path, info)
     log = (lambda m: print(m, file=sys.stderr)) if args.json else print
     images, labels, _ = data.decode_images(root, entries, info["image_size"], info["resize"], log=log,
