@@ -9,8 +9,10 @@ train.py calls the same functions, so running this first is optional: it only do
 """
 
 import argparse
+import concurrent.futures
 import glob
 import json
+import multiprocessing
 import os
 import random
 import shutil
@@ -21,6 +23,7 @@ import zlib
 
 import numpy as np
 from PIL import Image, ImageDraw, ImageFilter, ImageFont
+from tqdm import tqdm
 
 import checkpoint
 import data
@@ -39,12 +42,14 @@ def add_data_arguments(parser):
     parser.add_argument("--data-url", default=DATA_URL, help="where to download EnglishImg.tgz from")
     parser.add_argument("--synthetic-per-class", type=checkpoint.positive_int, default=SYNTHETIC_PER_CLASS,
                         help="rendered images per character with --data synthetic")
+    parser.add_argument("--fonts", help="with --data synthetic, a folder of more .ttf/.otf fonts to render with "
+                                        "(besides matplotlib's and the system's)")
 
 
 def load(args, seed=data.SEED):
     """The class root of the data that the flags of add_data_arguments choose (seed: of the renders)."""
     if args.data == "synthetic":
-        return render_synthetic(per_class=args.synthetic_per_class, seed=seed)
+        return render_synthetic(per_class=args.synthetic_per_class, seed=seed, font_dir=args.fonts)
     return find_dataset(args.data_dir, args.data_url)
 
 
@@ -112,14 +117,17 @@ def extract_dataset(archive, dest):
 
 # ---------------------------------------------------------------- synthetic renders
 
-def font_files():
-    """TrueType/OpenType fonts from matplotlib and the system that draw all 62 characters."""
+def font_files(font_dir=None):
+    """TrueType/OpenType fonts from matplotlib, the system and font_dir that draw all 62 characters."""
     import matplotlib
     from fontTools.ttLib import TTFont
 
+    if font_dir and not os.path.isdir(font_dir):
+        raise data.DatasetError(f"--fonts {font_dir}: no such folder")
     candidates = glob.glob(os.path.join(matplotlib.get_data_path(), "fonts", "ttf", "*.ttf"))
-    for pattern in ("/usr/share/fonts/**/*.ttf", "/usr/share/fonts/**/*.otf"):
-        candidates += glob.glob(pattern, recursive=True)
+    for folder in ["/usr/share/fonts"] + ([font_dir] if font_dir else []):
+        for extension in ("ttf", "otf"):
+            candidates += glob.glob(os.path.join(folder, "**", f"*.{extension}"), recursive=True)
     fonts = {}
     for path in sorted(candidates):
         name = os.path.basename(path)
@@ -160,9 +168,11 @@ def render_character(char, font_path, rng):
     return Image.fromarray(np.clip(pixels, 0, 255).astype(np.uint8))
 
 
-def render_synthetic(out_dir=checkpoint.SYNTHETIC_DIR, per_class=SYNTHETIC_PER_CLASS, seed=data.SEED, log=print):
-    """Render per_class crops of each character into out_dir in the official layout; reuse them if done."""
-    fonts = font_files()
+def render_synthetic(out_dir=checkpoint.SYNTHETIC_DIR, per_class=SYNTHETIC_PER_CLASS, seed=data.SEED, font_dir=None,
+                     log=print):
+    """Render per_class crops of each character into out_dir in the official layout, the classes in parallel;
+    reuse them if done."""
+    fonts = font_files(font_dir)
     if not fonts:
         raise data.DatasetError("no fonts with all 62 characters found (matplotlib ships some: is it installed?)")
     recipe = {"per_class": per_class, "seed": seed, "fonts": [os.path.basename(f) for f in fonts]}
@@ -174,14 +184,24 @@ def render_synthetic(out_dir=checkpoint.SYNTHETIC_DIR, per_class=SYNTHETIC_PER_C
                 return root
     shutil.rmtree(out_dir, ignore_errors=True)
     log(f"Rendering {per_class} images of each of {data.NUM_CLASSES} characters with {len(fonts)} fonts into {out_dir}")
-    rng = random.Random(seed)
-    for label, name in enumerate(data.CLASS_NAMES):
-        os.makedirs(os.path.join(root, name))
-        for i in range(per_class):
-            image = render_character(data.CHARACTERS[label], rng.choice(fonts), rng)
-            image.save(os.path.join(root, name, f"img{label + 1:03d}-{i + 1:05d}.png"))
+    jobs = [(root, label, per_class, fonts, seed * data.NUM_CLASSES + label) for label in range(data.NUM_CLASSES)]
+    spawn = multiprocessing.get_context("spawn")  # train.py renders after Keras started its threads: no fork
+    with concurrent.futures.ProcessPoolExecutor(min(os.cpu_count() or 1, 16), mp_context=spawn) as pool:
+        list(tqdm(pool.map(render_class, jobs), total=len(jobs), unit="class", desc="Rendering", file=sys.stderr,
+                  disable=None))
     checkpoint.write_json(recipe_path, recipe)
     return root
+
+
+def render_class(job):
+    """Render one character's images (a job of render_synthetic: its own seed, so that classes can run in parallel)."""
+    root, label, per_class, fonts, seed = job
+    rng = random.Random(seed)
+    name = data.CLASS_NAMES[label]
+    os.makedirs(os.path.join(root, name))
+    for i in range(per_class):
+        image = render_character(data.CHARACTERS[label], rng.choice(fonts), rng)
+        image.save(os.path.join(root, name, f"img{label + 1:03d}-{i + 1:05d}.png"))
 
 
 def summarize(args):

@@ -51,6 +51,8 @@ DEVICE_FLAGS = ("mixed_precision", "xla", "steps_per_execution")  # the flags a 
 image_size = checkpoint.checked(int, lambda value: value >= 32, "at least 32 (ResNet50's smallest input)")
 fraction = checkpoint.checked(float, lambda value: 0 < value < 1, "between 0 and 1 (exclusive)")
 smoothing = checkpoint.checked(float, lambda value: 0 <= value < 1, "at least 0 and below 1")
+decay = checkpoint.checked(float, lambda value: 0 <= value < 1, "at least 0 and below 1")
+momentum = checkpoint.checked(float, lambda value: value == 0 or 0.5 <= value < 1, "0 (off), or at least 0.5 and below 1")
 
 
 def parse_args(argv=None):
@@ -70,10 +72,19 @@ def parse_args(argv=None):
                              "value trains again on the same split, to measure the spread between runs")
     parser.add_argument("--label-smoothing", type=smoothing, default=0.0,
                         help="move this share of each target to the other classes (0: the original)")
+    parser.add_argument("--weight-decay", type=decay, default=0.0,
+                        help="AdamW's decoupled weight decay, not on batch normalization and biases (0: Adam, the "
+                             "original)")
+    parser.add_argument("--ema", type=momentum, default=0.0,
+                        help="keep an exponential moving average of the weights with this momentum, and validate "
+                             "and save the average (0: none); it remembers about 1/(1 - momentum) steps, so keep "
+                             "that well under the run's steps (0.99: about 100)")
     parser.add_argument("--weights", default="imagenet",
                         help="imagenet (Keras' download), none, or a weights file (ResNet50 backbone or a saved model)")
     parser.add_argument("--no-augment", dest="augment", action="store_false", help="train without augmentation")
     parser.add_argument("--no-flip", dest="flip", action="store_false", help="augment without label-safe flips")
+    parser.add_argument("--strong-augment", action="store_true",
+                        help="also scale, shift, shear, colour, invert, blur and add noise (augment.py)")
     parser.add_argument("--schedule", choices=("constant", "cosine"), default="constant",
                         help="learning rate: constant (the original), or one warm-up epoch then cosine decay")
     parser.add_argument("--no-mixed-precision", dest="mixed_precision", action="store_false",
@@ -228,6 +239,8 @@ class EpochTimer:
         self.start = self.last_step = time.perf_counter()
 
     def lap(self, batch, logs=None):
+        if logs:  # reading a value waits for the step: JAX only dispatches it, and the time would be too short
+            float(next(iter(logs.values())))
         self.last_step = time.perf_counter()
 
     def end(self, epoch, logs=None):
@@ -454,6 +467,19 @@ def history_restored(trainer):
     return keras.callbacks.LambdaCallback(on_train_begin=trim)
 
 
+@contextlib.contextmanager
+def swapped_in(averaged):
+    """The moving average of the weights in the model for a while (SwapEMAWeights swaps them in for validation
+    the same way); nothing when averaged is None."""
+    if averaged:
+        averaged.on_test_begin()
+    try:
+        yield
+    finally:
+        if averaged:
+            averaged.on_test_end()
+
+
 class Terminated(KeyboardInterrupt):
     """SIGTERM (sent by timeout, Docker, Slurm, systemd), raised where Ctrl-C raises KeyboardInterrupt."""
 
@@ -478,7 +504,8 @@ def train_alone(args, run):
     devices = setup_devices(args.xla, args.mixed_precision)
     with devices.scope():
         model = model_lib.build_model(image_size=args.image_size, weights=args.weights)
-        trainer = augment.Augmented(model, augment=args.augment, flip=args.flip, seed=args.train_seed)
+        trainer = augment.Augmented(model, augment=args.augment, flip=args.flip, strong=args.strong_augment,
+                                    seed=args.train_seed)
     dataset = load_data(args)
     if args.batch_size > len(dataset.train_idx):
         raise data.DatasetError(f"--batch-size {args.batch_size} is larger than the {len(dataset.train_idx)} "
@@ -493,17 +520,24 @@ def train_alone(args, run):
     steps_per_epoch = -(-len(train_idx) // batch_size)
     with devices.scope():
         model_lib.compile_model(trainer, learning_rate(args, steps_per_epoch), jit_compile=devices.jit_compile,
-                                steps_per_execution=args.steps_per_execution, label_smoothing=args.label_smoothing)
+                                steps_per_execution=args.steps_per_execution, label_smoothing=args.label_smoothing,
+                                weight_decay=args.weight_decay, ema=args.ema)
 
     timer = EpochTimer()
-    saver = BestModelSaver(lambda info: model_lib.save_model(model, args.output, info),
-                           run_info(args, dataset, devices), previous_best(args.output) if args.resume else -1.0)
+    averaged = keras.callbacks.SwapEMAWeights() if args.ema else None  # validation sees the average
+
+    def save(info):
+        with swapped_in(averaged):
+            model_lib.save_model(model, args.output, info)
+
+    saver = BestModelSaver(save, run_info(args, dataset, devices), previous_best(args.output) if args.resume else -1.0)
     backup = keras.callbacks.BackupAndRestore(checkpoint.BACKUP_DIR, double_checkpoint=True)
     # It restores first, but backs an epoch up last, after the epoch's model and history row: a stop in
     # between then resumes at that epoch again instead of past an epoch whose row or model is missing.
     save_backup, backup.on_epoch_end = backup.on_epoch_end, lambda epoch, logs=None: None
     callbacks = [
         backup,
+        *([averaged] if averaged else []),
         history_restored(trainer),
         saver.callback(),
         keras.callbacks.CSVLogger(checkpoint.HISTORY_PATH, append=True),

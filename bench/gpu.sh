@@ -8,15 +8,8 @@
 # then run `bash bench/gpu.sh` there, with .whl/ and gpu/ carried (both ignored by git).
 # Results go to $OUT (else gpu/out): gpu.txt, train.log and its model JSON, bench.json, peer.json.
 # EPOCHS=1 STEPS=4 PEER_EPOCHS=1 make it a quick check, which runs on a CPU too.
-set -euo pipefail
-cd "$(dirname "$0")/.."
-out=${OUT:-gpu/out}
-work=$(mktemp -d)
-mkdir -p "$out"
-python3 -m pip install -q --no-index --no-deps --target "$work/site" "${WHEELS:-.whl}"/*.whl
-export PYTHONPATH="$work/site" KERAS_BACKEND=jax CHARS74K_HOME="$work/home" PYTHONUNBUFFERED=1
-python3 bench/gpu_data.py unpack "${PACKED:-gpu/goodimg64.npz}" "$work/English" "$work/peer.npz"
-(nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv || nproc) | tee "$out/gpu.txt"
+source "$(dirname "$0")/gpu_setup.sh"
+export CHARS74K_HOME="$work/home"
 
 # 1. The recipe from scratch: 100 epochs, batch 32, Adam 1e-3; the wall time includes compilation.
 start=$EPOCHREALTIME

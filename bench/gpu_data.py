@@ -2,6 +2,10 @@
 
     python bench/gpu_data.py pack --data-dir ../shared/chars74k/English gpu/goodimg64.npz
     python bench/gpu_data.py unpack gpu/goodimg64.npz /tmp/English /tmp/peer.npz
+    python bench/gpu_data.py fonts gpu/fonts
+
+fonts: every font here that draws all 62 characters (prepare.font_files), cut down to those
+characters (fontTools' subsetter: 66 MB of fonts become a few), for train.py --fonts there.
 
 pack: the images decoded and padded to 64x64 (the model's input), their paths and the split of the
 shipped model, compressed (53 MB instead of 130 MB of PNGs at their original sizes).
@@ -48,6 +52,26 @@ def unpack(packed, english, peer_npz=None):
     print(f"{english}: {len(images)} images" + (f"; {peer_npz}: the split for peer_pytorch.py" if peer_npz else ""))
 
 
+def subset_fonts(output):
+    import logging
+
+    from fontTools import subset
+
+    logging.getLogger("fontTools").setLevel(logging.ERROR)  # a line for each table it drops
+    os.makedirs(output, exist_ok=True)
+    options = subset.Options()
+    options.layout_features, options.name_IDs, options.notdef_outline = [], ["*"], True
+    fonts = prepare.font_files()
+    for path in fonts:
+        font = subset.load_font(path, options)
+        subsetter = subset.Subsetter(options)
+        subsetter.populate(text=data.CHARACTERS)
+        subsetter.subset(font)
+        subset.save_font(font, os.path.join(output, os.path.basename(path)), options)
+    size = sum(os.path.getsize(os.path.join(output, name)) for name in os.listdir(output))
+    print(f"{output}: {len(fonts)} fonts cut down to the {len(data.CHARACTERS)} characters ({size / 1e6:.1f} MB)")
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     commands = parser.add_subparsers(dest="command", required=True)
@@ -59,7 +83,10 @@ def main():
     unpacking.add_argument("packed")
     unpacking.add_argument("english")
     unpacking.add_argument("peer_npz", nargs="?")
+    commands.add_parser("fonts").add_argument("output")
     args = parser.parse_args()
+    if args.command == "fonts":
+        return checkpoint.run_script(lambda: subset_fonts(args.output))
     if args.command == "pack":
         return checkpoint.run_script(lambda: pack(args.data_dir, args.output, args.split))
     return checkpoint.run_script(lambda: unpack(args.packed, args.english, args.peer_npz))

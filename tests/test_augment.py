@@ -1,10 +1,15 @@
 """augment.Augmented: the label-safe flip, rotation and contrast inside the training step."""
 
+import os
+import subprocess
+import sys
+
 import numpy as np
 import pytest
 
 import augment
 import data
+from conftest import REPO
 
 import keras
 from keras import ops
@@ -67,3 +72,32 @@ def test_rotation_and_contrast_change_the_pixels_only_when_augmenting(augmenting
     seen = ops.convert_to_numpy(model((images, labels), training=True))
     assert seen.min() >= 0 and seen.max() <= 255
     assert np.array_equal(seen, images.reshape(6, -1)[:, : data.NUM_CLASSES]) != augmenting
+
+
+def test_strong_augmentation_varies_each_image_within_the_pixel_range():
+    class Seen(keras.layers.Layer):
+        """The classifier's input, as far as 62 numbers show it."""
+
+        def call(self, images):
+            return ops.reshape(images, (ops.shape(images)[0], -1))[:, : data.NUM_CLASSES]
+
+    images = np.repeat(np.random.default_rng(1).integers(0, 256, (1, 16, 16, 3), dtype=np.uint8), 8, axis=0)
+    labels = np.full(8, CHAR("R"), np.int32)
+    recipe, strong = (ops.convert_to_numpy(augment.Augmented(Seen(), strong=s, rotation=0.0, contrast=0.0)(
+        (images, labels), training=True)) for s in (False, True))
+    original = images.reshape(8, -1)[:, : data.NUM_CLASSES]
+    np.testing.assert_array_equal(recipe, original)  # no rotation or contrast: nothing else changes
+    assert strong.min() >= 0 and strong.max() <= 255
+    assert len({row.tobytes() for row in strong}) == 8  # eight copies of one image, eight different results
+    assert np.abs(strong - original).mean() > 5
+
+
+def test_on_jax_the_training_step_compiles():
+    """Keras marks its geometric layers as not compilable (for TensorFlow); on JAX one such layer would make
+    model.fit run every step op by op."""
+    check = ("import augment, model; from keras.src.trainers.trainer import model_supports_jit; "
+             "print(model_supports_jit(augment.Augmented(model.build_model(image_size=32, weights='none'), "
+             "strong=True)))")
+    result = subprocess.run([sys.executable, "-c", check], cwd=REPO, capture_output=True, text=True,
+                            env={**os.environ, "KERAS_BACKEND": "jax"})
+    assert result.stdout.strip().splitlines()[-1:] == ["True"], result.stderr

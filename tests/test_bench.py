@@ -1,8 +1,23 @@
 """The profiler breakdown that RESULTS.md quotes, on the tiny dataset."""
 
+import argparse
+import hashlib
+import json
+import os
 import re
+import sys
+import tarfile
 
-from conftest import TEST_IMAGE_SIZE, run
+import numpy as np
+import pytest
+
+import data
+import train
+from conftest import REPO, TEST_IMAGE_SIZE, run
+
+sys.path.insert(0, os.path.join(REPO, "bench"))
+import degraded  # noqa: E402
+import sweep  # noqa: E402
 
 
 def test_profile_step_attributes_the_step_to_convolutions_and_bounds_the_speedup(tmp_path, tiny_english):
@@ -18,3 +33,72 @@ def test_profile_step_attributes_the_step_to_convolutions_and_bounds_the_speedup
         assert float(shares["convolution"]) > 20 and float(shares["batch normalization"]) > 1
         assert float(shares["Adam update"]) > 1
     assert float(re.search(r"at most ([\d.]+)x the baseline", result.stdout).group(1)) > 1
+
+
+def test_degraded_sets_are_the_same_each_time_and_each_changes_the_images():
+    images = np.random.default_rng(0).integers(0, 256, (3, 64, 64, 3), dtype=np.uint8)
+    first, second = degraded.degraded_sets(images), degraded.degraded_sets(images)
+    assert list(first) == list(degraded.DEGRADATIONS) and first["clean"] is not None
+    for name, made in first.items():
+        np.testing.assert_array_equal(made, second[name])
+        assert made.shape == images.shape and made.dtype == np.uint8
+        assert np.array_equal(made, images) == (name == "clean"), name
+
+
+def test_degraded_check_scores_the_validation_split_and_ensembles_saved_answers(trained, tmp_path):
+    workdir, _ = trained
+    answers = tmp_path / "answers.npz"
+    result = run("bench/degraded.py", "--json", "--probabilities", answers, cwd=workdir)
+    assert result.returncode == 0, result.stdout + result.stderr
+    scored = json.loads(result.stdout)
+    assert scored["n"] == 62 and set(scored["sets"]) == {*degraded.DEGRADATIONS, "mean of degraded"}
+    evaluated = json.loads(run("test.py", "--eval", "--json", cwd=workdir).stdout)
+    assert scored["sets"]["clean"]["accuracy"] == evaluated["accuracy"]
+    with np.load(answers) as saved:
+        assert set(saved) == {*degraded.DEGRADATIONS, "labels"} and saved["clean"].shape == (62, data.NUM_CLASSES)
+
+
+def test_an_ensemble_scores_the_mean_of_the_answers(tmp_path, capsys):
+    """Each of two models gets one of two images right; their mean gets both."""
+    answers = {"a": [[0.6, 0.4], [0.6, 0.4]], "b": [[0.45, 0.55], [0.1, 0.9]]}
+    for name, rows in answers.items():
+        probabilities = np.pad(np.array(rows, np.float16), ((0, 0), (0, data.NUM_CLASSES - 2)))
+        np.savez(tmp_path / f"{name}.npz", labels=np.array([0, 1]),
+                 **{set_name: probabilities for set_name in degraded.DEGRADATIONS})
+    for files, accuracy in (([tmp_path / "a.npz"], 0.5), ([tmp_path / "b.npz"], 0.5),
+                            ([tmp_path / "a.npz", tmp_path / "b.npz"], 1.0)):
+        assert degraded.main(["--ensemble", *map(str, files), "--json"]) == 0
+        scored = json.loads(capsys.readouterr().out)
+        assert scored["model"] == f"ensemble of {len(files)}" and scored["sets"]["all"]["accuracy"] == accuracy
+
+
+def test_every_sweep_run_is_a_valid_train_py_command():
+    args = argparse.Namespace(data_dir="D", fonts="F", work="W", peer="P", override=[])
+    for name, (flags, start_from) in sweep.RUNS.items():
+        command = sweep.command_of(name, args)
+        parsed = train.parse_args(command[2:])
+        assert parsed.output == os.path.abspath(os.path.join("W", name, "model.h5"))
+        assert (parsed.data == "synthetic") == (parsed.fonts == "F") == (parsed.data_dir is None)
+        assert start_from is None or parsed.weights == os.path.join("W", start_from, "model.h5")
+        assert start_from is None or list(sweep.RUNS).index(start_from) < list(sweep.RUNS).index(name)
+    assert sweep.command_of("peer", args)[:3] == ["python", "gpu/peer_pytorch.py", "P"]
+
+
+def test_a_sweep_trains_scores_and_packs_its_best_model(tmp_path, tiny_english):
+    """One run of the GPU sweep, cut down to a CPU: its line, its archives and its model in parts that join."""
+    out = tmp_path / "out"
+    result = run("bench/sweep.py", "--data-dir", tiny_english, "--fonts", tmp_path, "--work", tmp_path / "runs",
+                 "--out", out, "--only", "adamw-s1", "--override", "--epochs", "1", "--batch-size", "16",
+                 "--image-size", TEST_IMAGE_SIZE, "--max-per-class", "2", cwd=tmp_path)
+    assert result.returncode == 0, result.stdout + result.stderr
+    line = json.loads((out / "results.jsonl").read_text())
+    assert line["name"] == "adamw-s1" and line["status"] == "done" and "--weight-decay 0.05" in line["command"]
+    assert line["best"]["epoch"] == 1 and set(line["degraded"]) == {*degraded.DEGRADATIONS, "mean of degraded"}
+    with tarfile.open(out / "runs.tar.gz") as tar:
+        names = tar.getnames()
+        info = json.load(tar.extractfile("best/best_fp16.json"))
+    assert {"adamw-s1/train.log", "adamw-s1/saved/history.csv", "adamw-s1/model.json"} <= set(names)
+    parts = sorted(out.glob("best_fp16.h5.part*"))
+    assert parts and all(part.stat().st_size < 16 * 2**20 for part in parts)
+    joined = b"".join(part.read_bytes() for part in parts)
+    assert hashlib.sha256(joined).hexdigest() == info["sha256"] and info["weights_stored_as"] == "float16"

@@ -10,10 +10,13 @@ import socket
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 from PIL import Image
 
 import data
+import model
+import prepare
 import train
 from conftest import REPO, TEST_IMAGE_SIZE, assert_user_error, run, script_env
 
@@ -230,6 +233,8 @@ def test_models_that_do_not_fit(trained, tmp_path):
     (["--val-fraction", "0"], "--val-fraction"), (["--val-fraction", "1"], "--val-fraction"),
     (["--image-size", "16"], "--image-size"), (["--resize", "crop"], "--resize"),
     (["--label-smoothing", "1"], "--label-smoothing"), (["--label-smoothing", "-0.1"], "--label-smoothing"),
+    (["--weight-decay", "-0.1"], "--weight-decay"), (["--ema", "0.3"], "--ema"), (["--ema", "1"], "--ema"),
+    (["--fonts"], "--fonts"),
 ])
 def test_bad_training_flags_stop_before_any_work(flags, message, capsys):
     with pytest.raises(SystemExit) as exit_info:
@@ -250,12 +255,37 @@ def test_missing_dataset_folder(tmp_path):
 
 
 def test_offline_synthetic_training_renders_fonts_and_trains(tmp_path):
+    fonts = tmp_path / "more fonts"
+    fonts.mkdir()
+    extra = prepare.font_files()[0]
+    shutil.copy(extra, fonts / "Extra-Font.ttf")
     result = run("train.py", "--data", "synthetic", "--synthetic-per-class", "3", "--weights", "none",
-                 "--epochs", "1", "--image-size", TEST_IMAGE_SIZE, "--batch-size", "8", cwd=tmp_path)
+                 "--fonts", fonts, "--epochs", "1", "--image-size", TEST_IMAGE_SIZE, "--batch-size", "8", cwd=tmp_path)
     assert result.returncode == 0, result.stdout + result.stderr
     assert "Training on 124 images, validating on 62 (62 classes)" in result.stdout
     assert len(os.listdir(tmp_path / "saved" / "synthetic" / "English" / data.GOODIMG_SUBDIR)) == 62
     assert (tmp_path / "saved" / "model" / "model_new.h5").exists()
+    recipe = json.loads((tmp_path / "saved" / "synthetic" / "recipe.json").read_text())
+    assert "Extra-Font.ttf" in recipe["fonts"] and os.path.basename(extra) in recipe["fonts"]
+    assert_user_error(run("prepare.py", "--data", "synthetic", "--fonts", tmp_path / "nowhere", cwd=tmp_path),
+                      "no such folder")
+
+
+def test_averaged_weights_are_the_ones_validated_and_saved(tmp_path, tiny_english):
+    """With --ema the model saved is the moving average that validation scored, not the last weights: its
+    loss on the validation images is the history's val_loss (with weight decay and strong augmentation on)."""
+    result = run("train.py", "--data-dir", tiny_english, "--weights", "none", "--epochs", "1", "--ema", "0.9",
+                 "--weight-decay", "0.05", "--strong-augment", "--image-size", TEST_IMAGE_SIZE, "--batch-size", "16",
+                 cwd=tmp_path)
+    assert result.returncode == 0, result.stdout + result.stderr
+    info = json.loads((tmp_path / "saved" / "model" / "model_new.json").read_text())
+    assert info["training"]["ema"] == 0.9 and info["training"]["strong_augment"] is True
+    net, _ = model.load_model(str(tmp_path / "saved" / "model" / "model_new.h5"))
+    root, entries = data.validation_set(str(tmp_path / "saved" / "split.json"), tiny_english)
+    images, labels, _ = data.decode_images(root, entries, int(TEST_IMAGE_SIZE), data.DEFAULT_RESIZE, cache_dir=None)
+    probabilities = net.predict(images.astype(np.float32), verbose=0)
+    loss = -np.mean(np.log(np.maximum(probabilities[np.arange(len(labels)), labels], 1e-7)))
+    assert loss == pytest.approx(info["metrics"]["val_loss"], rel=1e-3)
 
 
 def network_reaches(host):

@@ -1,0 +1,133 @@
+"""A check beside GoodImg's validation accuracy: the same validation images made worse, as photographs
+of characters from other sources are (blurred, noisy, small, JPEG-compressed, dim, all at once).
+
+    python bench/degraded.py --data-dir ../shared/chars74k/English        # the model test.py would use
+    python bench/degraded.py --model saved/model/x.h5 --data-dir ... --json --probabilities x.npz
+    python bench/degraded.py --ensemble a.npz b.npz c.npz                  # average the probabilities saved
+
+Each degradation is applied to the 64x64 input the model sees, with a fixed seed, so every model meets
+the same degraded images. --probabilities keeps the model's answers on every set, and --ensemble
+scores the average of several such files (an ensemble, reported apart from single networks).
+"""
+
+import argparse
+import io
+import json
+import os
+import sys
+
+import numpy as np
+from PIL import Image, ImageFilter
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+import checkpoint  # noqa: E402
+import data  # noqa: E402
+import test  # noqa: E402
+
+SEED = 0
+
+
+def blur(image, rng, radius=1.5):
+    return np.asarray(Image.fromarray(image).filter(ImageFilter.GaussianBlur(radius)))
+
+
+def noise(image, rng, sigma=20.0):
+    return np.clip(image + rng.normal(0, sigma, image.shape), 0, 255).astype(np.uint8)
+
+
+def low_resolution(image, rng, side=16):
+    small = Image.fromarray(image).resize((side, side), Image.BILINEAR)
+    return np.asarray(small.resize(image.shape[1::-1], Image.BILINEAR))
+
+
+def jpeg(image, rng, quality=10):
+    buffer = io.BytesIO()
+    Image.fromarray(image).save(buffer, "JPEG", quality=quality)
+    return np.asarray(Image.open(buffer).convert("RGB"))
+
+
+def dim(image, rng, gain=0.25):
+    """Low light: a quarter of the light, and the sensor noise that comes with it."""
+    return noise((image * gain).astype(np.uint8), rng, sigma=4.0)
+
+
+def everything(image, rng):
+    """Milder versions of each, one after the other."""
+    image = low_resolution(blur(image, rng, 0.8), rng, side=24)
+    image = (128 + (image.astype(np.float32) - 128) * 0.6).astype(np.uint8)  # faded contrast
+    return jpeg(noise(image, rng, sigma=10.0), rng, quality=30)
+
+
+DEGRADATIONS = {"clean": lambda image, rng: image, "blur": blur, "noise": noise, "low resolution": low_resolution,
+                "jpeg": jpeg, "dim": dim, "all": everything}
+
+
+def degraded_sets(images, seed=SEED):
+    """{name: images} for each of DEGRADATIONS, the same for every call."""
+    sets = {}
+    for name, degrade in DEGRADATIONS.items():
+        rng = np.random.default_rng(seed)
+        sets[name] = np.stack([degrade(image, rng) for image in images])
+    return sets
+
+
+def scores(labels, probabilities):
+    """{set: (accuracy, case-insensitive accuracy)} of {set: probabilities}, and their mean over degraded sets."""
+    result = {}
+    for name, p in probabilities.items():
+        report = test.metrics(labels, p)
+        result[name] = {"accuracy": report["accuracy"], "accuracy_case_insensitive": report["accuracy_case_insensitive"]}
+    degraded = [result[name]["accuracy"] for name in result if name != "clean"]
+    result["mean of degraded"] = {"accuracy": float(np.mean(degraded)),
+                                  "accuracy_case_insensitive": float(np.mean(
+                                      [result[n]["accuracy_case_insensitive"] for n in result if n != "clean"]))}
+    return result
+
+
+def evaluate(args):
+    model, info, model_path, _ = checkpoint.open_chosen_model(args.model, args.keras)
+    root, entries = data.validation_set(checkpoint.split_of(model_path), args.data_dir)
+    images, labels, _ = data.decode_images(root, entries, info["image_size"], info["resize"],
+                                           log=lambda m: print(m, file=sys.stderr))
+    probabilities = {name: model.predict(images.astype(np.float32), batch_size=test.BATCH_SIZE, verbose=0)
+                     for name, images in degraded_sets(images).items()}
+    if args.probabilities:
+        np.savez_compressed(args.probabilities, labels=labels,
+                            **{name: p.astype(np.float16) for name, p in probabilities.items()})  # plenty to average
+    return report(model_path, len(labels), scores(labels, probabilities), args.json)
+
+
+def ensemble(args):
+    files = [np.load(path) for path in args.ensemble]
+    labels = files[0]["labels"]
+    if any(not np.array_equal(f["labels"], labels) for f in files):
+        raise checkpoint.UserError("the files hold answers on different images: give files of one split")
+    probabilities = {name: np.mean([f[name].astype(np.float32) for f in files], axis=0) for name in DEGRADATIONS}
+    return report(f"ensemble of {len(files)}", len(labels), scores(labels, probabilities), args.json)
+
+
+def report(model, n, result, as_json):
+    if as_json:
+        print(json.dumps({"model": model, "n": n, "sets": result}))
+        return 0
+    print(f"{model} on {n} validation images")
+    print(f"{'set':<18}{'accuracy':>10}{'ignoring case':>15}")
+    for name, row in result.items():
+        print(f"{name:<18}{row['accuracy']:>10.2%}{row['accuracy_case_insensitive']:>15.2%}")
+    return 0
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--model", help="a model (default: the one test.py would use)")
+    parser.add_argument("--data-dir", help="where the split's images are (default: where it was made)")
+    parser.add_argument("--keras", action="store_true", help="run the Keras model even if it has a LiteRT copy")
+    parser.add_argument("--json", action="store_true", help="print one JSON object")
+    parser.add_argument("--probabilities", help="save the answers on every set to this .npz, for --ensemble")
+    parser.add_argument("--ensemble", nargs="+", metavar="NPZ", help="score the average of saved answers instead")
+    args = parser.parse_args(argv)
+    return checkpoint.run_script(lambda: ensemble(args) if args.ensemble else evaluate(args))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

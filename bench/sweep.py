@@ -1,0 +1,224 @@
+"""Train several recipes side by side on one GPU, then score each model on the degraded validation sets.
+
+    python bench/sweep.py --data-dir /tmp/English --fonts gpu/fonts --work /tmp/sweep --out $OUT --minutes 8
+
+A small model leaves a GPU mostly idle, so the runs of RUNS go on side by side (--parallel at a
+time), in RUNS' order, each train.py in its own folder (CHARS74K_HOME), a run that starts from
+another's model once that one is done. A run that cannot finish before --minutes is not started;
+one still going then is stopped (SIGTERM: it keeps its best epoch so far, marked "stopped").
+Each finished GoodImg run is scored by bench/degraded.py. Written to --out: results.jsonl (a line
+a run: its train.py command, status, minutes, best epoch, speed, degraded scores), runs.tar.gz
+(each run's log, history, model JSON and answers) and the best run's model with float16 weights,
+cut in parts of under 16 MB (join them with cat).
+"""
+
+import argparse
+import json
+import os
+import signal
+import subprocess
+import sys
+import tarfile
+import threading
+import time
+
+HERE = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, HERE)
+import checkpoint  # noqa: E402
+
+# The fixed baseline: from scratch, 100 epochs, one warm-up epoch then cosine decay, batch 128, Adam 2e-3.
+RECIPE = ["--weights", "none", "--epochs", "100", "--schedule", "cosine", "--batch-size", "128",
+          "--learning-rate", "2e-3"]
+FONT_PRETRAINING = ["--data", "synthetic", "--synthetic-per-class", "300", "--epochs", "10"]
+ALL_LEVERS = ["--label-smoothing", "0.1", "--strong-augment", "--ema", "0.999", "--weight-decay", "0.05"]
+# name: (flags after RECIPE, the run whose model it starts from), in the order they are started.
+RUNS = {
+    "base-s1": ([], None),
+    "base-s2": (["--train-seed", "2"], None),
+    "smooth-s1": (["--label-smoothing", "0.1"], None),
+    "strong-s1": (["--strong-augment"], None),
+    "fonts": (FONT_PRETRAINING, None),
+    "ema-s1": (["--ema", "0.999"], None),
+    "adamw-s1": (["--weight-decay", "0.05"], None),
+    "all-s1": (ALL_LEVERS, None),
+    "fonts-base-s1": ([], "fonts"),
+    "fonts-all-s1": (ALL_LEVERS, "fonts"),
+    "base-s3": (["--train-seed", "3"], None),
+    "all-s2": (ALL_LEVERS + ["--train-seed", "2"], None),
+}
+PEER = ["--batch", "128", "--epochs", "100", "--lr", "2e-3", "--aug", "--cosine", "--eval-every", "10", "--smooth", "0.1"]
+PART_BYTES = 16 * 2**20 - 2**16  # what comes back from a GPU machine: files under 16 MiB
+
+
+def command_of(name, args):
+    """The run's command line (with "python" for the interpreter)."""
+    if name == "peer":
+        return ["python", "gpu/peer_pytorch.py", args.peer, *PEER]
+    flags, start_from = RUNS[name]
+    command = ["python", "train.py", *RECIPE, *flags, "--steps-per-execution", "8", *args.override]
+    if "synthetic" in flags:
+        command += ["--fonts", args.fonts]
+    else:
+        command += ["--data-dir", args.data_dir]
+    if start_from:
+        command += ["--weights", model_path(args, start_from)]
+    return command + ["--output", model_path(args, name)]
+
+
+def model_path(args, name):
+    return os.path.join(args.work, name, "model.h5")
+
+
+class Sweep:
+    def __init__(self, args):
+        self.args, self.results, self.running, self.lock = args, {}, {}, threading.Lock()
+        self.deadline = time.time() + 60 * args.minutes
+        self.durations = []
+
+    def expected_seconds(self, name):
+        typical = sorted(self.durations)[len(self.durations) // 2] if self.durations else 60 * self.args.expected_minutes
+        return typical * (0.4 if name == "fonts" else 1.0)
+
+    def run(self, name):
+        args = self.args
+        home = os.path.join(args.work, name)
+        os.makedirs(home, exist_ok=True)
+        env = {**os.environ, "CHARS74K_HOME": home, "XLA_PYTHON_CLIENT_MEM_FRACTION": str(args.memory_fraction)}
+        command = command_of(name, args)
+        start = time.time()
+        with open(os.path.join(home, "train.log"), "w") as log:
+            process = subprocess.Popen([sys.executable, *command[1:]], cwd=HERE, env=env, stdout=log,
+                                       stderr=subprocess.STDOUT)
+            with self.lock:
+                self.running[name] = process
+            code = process.wait()
+        minutes = (time.time() - start) / 60
+        result = {"name": name, "command": " ".join(command), "minutes": round(minutes, 2),
+                  "status": {0: "done", 143: "stopped"}.get(code, f"failed ({code})")}
+        if name == "peer":
+            result["last_line"] = last_line(os.path.join(home, "train.log"))
+        elif os.path.exists(model_path(args, name)):
+            info = checkpoint.read_info(model_path(args, name))
+            result.update(best=info.get("metrics"), timing=info.get("timing"))
+            if code == 0 and "synthetic" not in RUNS[name][0]:
+                result["degraded"] = self.score(name, {**env, "XLA_PYTHON_CLIENT_MEM_FRACTION": "0.03"})
+        if code == 0:
+            self.durations.append(minutes * 60 / (0.4 if name == "fonts" else 1.0))
+        self.results[name] = result
+        with self.lock:
+            del self.running[name]  # its slot, held while it was scored, so that GPU memory stays shared out
+        say(f"{name}: {result['status']} in {minutes:.1f} min, best {describe(result)}")
+        with open(os.path.join(args.out, "results.jsonl"), "a") as f:
+            f.write(json.dumps(result) + "\n")
+
+    def score(self, name, env):
+        answers = os.path.join(self.args.work, name, "answers.npz")
+        scored = subprocess.run([sys.executable, "bench/degraded.py", "--model", model_path(self.args, name),
+                                 "--keras", "--json", "--probabilities", answers, "--data-dir", self.args.data_dir],
+                                cwd=HERE, env=env, capture_output=True, text=True)
+        if scored.returncode:
+            return {"error": scored.stderr.strip().splitlines()[-1:]}
+        return json.loads(scored.stdout.strip().splitlines()[-1])["sets"]
+
+    def can_start(self, name):
+        start_from = RUNS.get(name, ([], None))[1]
+        if start_from and self.results.get(start_from, {}).get("status") != "done":
+            return False
+        return time.time() + self.expected_seconds(name) < self.deadline
+
+    def go(self):
+        waiting, threads = list(self.args.only), []
+        while (waiting or self.running) and time.time() < self.deadline:
+            for name in list(waiting):
+                if len(self.running) >= self.args.parallel:
+                    break
+                if RUNS.get(name, ([], None))[1] in waiting + list(self.running):
+                    continue  # its starting model is still to be trained
+                waiting.remove(name)
+                if not self.can_start(name):
+                    self.results[name] = {"name": name, "status": "not started (no time, or its start failed)"}
+                    say(f"{name}: not started")
+                    continue
+                say(f"{name}: started")
+                with self.lock:
+                    self.running[name] = None  # its process comes in a moment
+                threads.append(threading.Thread(target=self.run, args=(name,)))
+                threads[-1].start()
+                time.sleep(2)  # so that the runs do not all compile at once
+            time.sleep(1)
+        with self.lock:
+            for process in filter(None, self.running.values()):
+                process.send_signal(signal.SIGTERM)
+        for thread in threads:
+            thread.join()
+
+
+def last_line(path):
+    with open(path) as f:
+        lines = f.read().strip().splitlines()
+    return lines[-1] if lines else ""
+
+
+def describe(result):
+    best = result.get("best") or {}
+    degraded = (result.get("degraded") or {}).get("mean of degraded", {})
+    return (f"epoch {best.get('epoch')}: {best.get('val_accuracy', float('nan')):.2%} "
+            f"(ci {best.get('val_accuracy_ci', float('nan')):.2%}), degraded {degraded.get('accuracy', float('nan')):.2%}")
+
+
+def say(message):
+    print(f"[{time.strftime('%H:%M:%S')}] {message}", flush=True)
+
+
+def pack(sweep):
+    """runs.tar.gz (logs, histories, model JSONs, splits), answers.tar.gz and the best finished GoodImg run's
+    model in float16, in parts, with its JSON in runs.tar.gz."""
+    args = sweep.args
+    finished = [r for r in sweep.results.values()
+                if r.get("status") == "done" and r.get("degraded") and "error" not in r["degraded"]]
+    best = max(finished, key=lambda r: r["best"]["val_accuracy"]) if finished else None
+    if best:
+        import export
+
+        say(f"best: {best['name']}")
+        copy = export.float16_copy(model_path(args, best["name"]), os.path.join(args.work, "best", "best_fp16.h5"))
+        with open(copy, "rb") as f:
+            for part, chunk in enumerate(iter(lambda: f.read(PART_BYTES), b"")):
+                with open(os.path.join(args.out, f"best_fp16.h5.part{part}"), "wb") as out:
+                    out.write(chunk)
+    members = ("train.log", "saved/history.csv", "model.json", "saved/split.json", "best_fp16.json")
+    for archive, kept in (("runs.tar.gz", members), ("answers.tar.gz", ("answers.npz",))):
+        with tarfile.open(os.path.join(args.out, archive), "w:gz") as tar:
+            for name in [*args.only, "best"]:
+                for member in kept:
+                    path = os.path.join(args.work, name, member)
+                    if os.path.exists(path):
+                        tar.add(path, arcname=f"{name}/{member}")
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--data-dir", required=True, help="GoodImg (bench/gpu_data.py unpack writes one)")
+    parser.add_argument("--fonts", required=True, help="extra fonts for the pretraining run (gpu_data.py fonts)")
+    parser.add_argument("--work", required=True, help="a folder for the runs")
+    parser.add_argument("--out", required=True, help="where the results go")
+    parser.add_argument("--minutes", type=float, default=8.0, help="stop everything after this long")
+    parser.add_argument("--expected-minutes", type=float, default=4.0, help="a run's length until one has finished")
+    parser.add_argument("--peer", help="the npz of gpu_data.py unpack, for the run named peer: gpu/peer_pytorch.py")
+    parser.add_argument("--parallel", type=int, default=9)
+    parser.add_argument("--memory-fraction", type=float, default=0.08, help="of the GPU's memory for each run")
+    parser.add_argument("--only", default=",".join([*list(RUNS)[:2], "peer", *list(RUNS)[2:]]),
+                        help="comma-separated names of RUNS (and peer) to run, in this order")
+    parser.add_argument("--override", nargs=argparse.REMAINDER, default=[],
+                        help="flags put after every run's own (a quick check on a CPU), e.g. --epochs 1 ...")
+    args = parser.parse_args(argv)
+    args.only = args.only.split(",")
+    os.makedirs(args.out, exist_ok=True)
+    sweep = Sweep(args)
+    sweep.go()
+    pack(sweep)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
