@@ -175,7 +175,8 @@ def render_synthetic(out_dir=checkpoint.SYNTHETIC_DIR, per_class=SYNTHETIC_PER_C
     fonts = font_files(font_dir)
     if not fonts:
         raise data.DatasetError("no fonts with all 62 characters found (matplotlib ships some: is it installed?)")
-    recipe = {"per_class": per_class, "seed": seed, "fonts": [os.path.basename(f) for f in fonts]}
+    recipe = {"per_class": per_class, "seed": seed, "seeding": "per class",
+              "fonts": [os.path.basename(f) for f in fonts]}
     root = os.path.join(out_dir, "English", data.GOODIMG_SUBDIR)
     recipe_path = os.path.join(out_dir, "recipe.json")
     if os.path.exists(recipe_path):

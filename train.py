@@ -52,7 +52,8 @@ image_size = checkpoint.checked(int, lambda value: value >= 32, "at least 32 (Re
 fraction = checkpoint.checked(float, lambda value: 0 < value < 1, "between 0 and 1 (exclusive)")
 smoothing = checkpoint.checked(float, lambda value: 0 <= value < 1, "at least 0 and below 1")
 decay = checkpoint.checked(float, lambda value: 0 <= value < 1, "at least 0 and below 1")
-momentum = checkpoint.checked(float, lambda value: value == 0 or 0.5 <= value < 1, "0 (off), or at least 0.5 and below 1")
+momentum = checkpoint.checked(float, lambda value: value == 0 or 0.5 <= value < 1,
+                             "0 (off), or at least 0.5 and below 1")
 
 
 def parse_args(argv=None):
@@ -104,6 +105,7 @@ def parse_args(argv=None):
         args.train_seed = args.seed
     args.output = os.path.abspath(args.output)  # the same file whatever folder a resumed run starts from
     args.data_dir = args.data_dir and os.path.abspath(args.data_dir)
+    args.fonts = args.fonts and os.path.abspath(args.fonts)
     return args
 
 
@@ -239,8 +241,6 @@ class EpochTimer:
         self.start = self.last_step = time.perf_counter()
 
     def lap(self, batch, logs=None):
-        if logs:  # reading a value waits for the step: JAX only dispatches it, and the time would be too short
-            float(next(iter(logs.values())))
         self.last_step = time.perf_counter()
 
     def end(self, epoch, logs=None):
@@ -417,6 +417,7 @@ def resumed_run(args):
         return None
     except (OSError, ValueError, KeyError, TypeError) as e:
         raise checkpoint.UserError(f"{RUN_PATH} is damaged ({e}): start over without --resume") from None
+    recorded = {**settings(parse_args([])), **recorded}  # a run recorded before a flag existed had its default
     changed = [f"--{name.replace('_', '-')} {getattr(args, name)} (the run has {value})"
                for name, value in recorded.items()
                if name in args.given and name not in DEVICE_FLAGS and getattr(args, name) != value]
@@ -478,6 +479,22 @@ def swapped_in(averaged):
     finally:
         if averaged:
             averaged.on_test_end()
+
+
+def held_from_signals(save):
+    """save(epoch, logs) with Ctrl-C and SIGTERM held back until it is done: Keras first copies the last
+    backup to its second, then writes the new one, and a stop in the copy would leave the second cut short."""
+    if not hasattr(signal, "pthread_sigmask"):  # Windows
+        return save
+
+    def held(epoch, logs=None):
+        before = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM})
+        try:
+            save(epoch, logs)
+        finally:
+            signal.pthread_sigmask(signal.SIG_SETMASK, before)  # a signal that came meanwhile arrives now
+
+    return held
 
 
 class Terminated(KeyboardInterrupt):
@@ -545,7 +562,7 @@ def train_alone(args, run):
     ]
     if keras.backend.backend() == "tensorflow":  # it writes through tf.summary
         callbacks.append(keras.callbacks.TensorBoard(checkpoint.LOG_DIR, write_graph=False, profile_batch=0))
-    callbacks.append(keras.callbacks.LambdaCallback(on_epoch_end=save_backup))
+    callbacks.append(keras.callbacks.LambdaCallback(on_epoch_end=held_from_signals(save_backup)))
     stopped_by = None
     train_set = dataset.images[train_idx], dataset.labels[train_idx]
     val_set = dataset.images[dataset.val_idx], dataset.labels[dataset.val_idx]

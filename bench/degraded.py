@@ -76,31 +76,30 @@ def scores(labels, probabilities):
     result = {}
     for name, p in probabilities.items():
         report = test.metrics(labels, p)
-        result[name] = {"accuracy": report["accuracy"], "accuracy_case_insensitive": report["accuracy_case_insensitive"]}
-    degraded = [result[name]["accuracy"] for name in result if name != "clean"]
-    result["mean of degraded"] = {"accuracy": float(np.mean(degraded)),
-                                  "accuracy_case_insensitive": float(np.mean(
-                                      [result[n]["accuracy_case_insensitive"] for n in result if n != "clean"]))}
+        result[name] = {key: report[key] for key in ("accuracy", "accuracy_case_insensitive")}
+    degraded = [row for name, row in result.items() if name != "clean"]
+    result["mean of degraded"] = {key: float(np.mean([row[key] for row in degraded]))
+                                  for key in ("accuracy", "accuracy_case_insensitive")}
     return result
 
 
 def evaluate(args):
     model, info, model_path, _ = checkpoint.open_chosen_model(args.model, args.keras)
-    root, entries = data.validation_set(checkpoint.split_of(model_path), args.data_dir)
+    root, entries = test.eval_entries(argparse.Namespace(eval="split", data_dir=args.data_dir), model_path, info)
     images, labels, _ = data.decode_images(root, entries, info["image_size"], info["resize"],
                                            log=lambda m: print(m, file=sys.stderr))
     probabilities = {name: model.predict(images.astype(np.float32), batch_size=test.BATCH_SIZE, verbose=0)
                      for name, images in degraded_sets(images).items()}
     if args.probabilities:
-        np.savez_compressed(args.probabilities, labels=labels,
+        np.savez_compressed(args.probabilities, labels=labels, paths=np.array([path for path, _ in entries]),
                             **{name: p.astype(np.float16) for name, p in probabilities.items()})  # plenty to average
-    return report(model_path, len(labels), scores(labels, probabilities), args.json)
+    return report(checkpoint.shown_path(model_path), len(labels), scores(labels, probabilities), args.json)
 
 
 def ensemble(args):
     files = [np.load(path) for path in args.ensemble]
-    labels = files[0]["labels"]
-    if any(not np.array_equal(f["labels"], labels) for f in files):
+    labels, paths = files[0]["labels"], files[0]["paths"]
+    if any(not np.array_equal(f["paths"], paths) for f in files):
         raise checkpoint.UserError("the files hold answers on different images: give files of one split")
     probabilities = {name: np.mean([f[name].astype(np.float32) for f in files], axis=0) for name in DEGRADATIONS}
     return report(f"ensemble of {len(files)}", len(labels), scores(labels, probabilities), args.json)

@@ -12,10 +12,12 @@
 source "$(dirname "$0")/gpu_setup.sh"
 # MPS lets the runs' kernels share the GPU at once rather than take turns; without it if it does not work.
 if command -v nvidia-cuda-mps-control >/dev/null && nvidia-cuda-mps-control -d; then
+    trap 'echo quit | nvidia-cuda-mps-control' EXIT
     if python3 -c "import jax; print(jax.numpy.ones(3).sum())"; then
         echo "MPS on" | tee -a "$out/gpu.txt"
     else
         echo quit | nvidia-cuda-mps-control
+        trap - EXIT
         echo "MPS failed: off" | tee -a "$out/gpu.txt"
     fi
 fi

@@ -1,11 +1,13 @@
 """Train several recipes side by side on one GPU, then score each model on the degraded validation sets.
 
-    python bench/sweep.py --data-dir /tmp/English --fonts gpu/fonts --work /tmp/sweep --out $OUT --minutes 8
+    python bench/sweep.py --data-dir /tmp/English --fonts gpu/fonts --work /tmp/sweep --out $OUT --minutes 8 \
+        --peer /tmp/peer.npz
 
 A small model leaves a GPU mostly idle, so the runs of RUNS go on side by side (--parallel at a
 time), in RUNS' order, each train.py in its own folder (CHARS74K_HOME), a run that starts from
 another's model once that one is done. A run that cannot finish before --minutes is not started;
-one still going then is stopped (SIGTERM: it keeps its best epoch so far, marked "stopped").
+one still going then is stopped (SIGTERM: it keeps its best epoch so far, marked "stopped"; SIGKILL
+after --grace seconds).
 Each finished GoodImg run is scored by bench/degraded.py. Written to --out: results.jsonl (a line
 a run: its train.py command, status, minutes, best epoch, speed, degraded scores), runs.tar.gz
 (each run's log, history, model JSON and answers) and the best run's model with float16 weights,
@@ -46,7 +48,8 @@ RUNS = {
     "base-s3": (["--train-seed", "3"], None),
     "all-s2": (ALL_LEVERS + ["--train-seed", "2"], None),
 }
-PEER = ["--batch", "128", "--epochs", "100", "--lr", "2e-3", "--aug", "--cosine", "--eval-every", "10", "--smooth", "0.1"]
+PEER = ["--batch", "128", "--epochs", "100", "--lr", "2e-3", "--aug", "--cosine", "--eval-every", "10",
+        "--smooth", "0.1"]
 PART_BYTES = 16 * 2**20 - 2**16  # what comes back from a GPU machine: files under 16 MiB
 
 
@@ -76,10 +79,29 @@ class Sweep:
         self.durations = []
 
     def expected_seconds(self, name):
-        typical = sorted(self.durations)[len(self.durations) // 2] if self.durations else 60 * self.args.expected_minutes
+        durations = sorted(self.durations) or [60 * self.args.expected_minutes]
+        typical = durations[len(durations) // 2]
         return typical * (0.4 if name == "fonts" else 1.0)
 
     def run(self, name):
+        """Train and score one run in its slot; its line in results.jsonl, whatever happens."""
+        start = time.time()
+        try:
+            result = self.train_and_score(name)
+        except Exception as e:  # a run that cannot even start must not hold its slot until the deadline
+            result = {"name": name, "status": f"failed ({type(e).__name__}: {e})"}
+        finally:
+            with self.lock:
+                del self.running[name]  # held while it was scored, so that GPU memory stays shared out
+        minutes = (time.time() - start) / 60
+        if result["status"] == "done":
+            self.durations.append(minutes * 60 / (0.4 if name == "fonts" else 1.0))
+        self.results[name] = result
+        say(f"{name}: {result['status']} in {minutes:.1f} min, best {describe(result)}")
+        with open(os.path.join(self.args.out, "results.jsonl"), "a") as f:
+            f.write(json.dumps(result) + "\n")
+
+    def train_and_score(self, name):
         args = self.args
         home = os.path.join(args.work, name)
         os.makedirs(home, exist_ok=True)
@@ -92,8 +114,7 @@ class Sweep:
             with self.lock:
                 self.running[name] = process
             code = process.wait()
-        minutes = (time.time() - start) / 60
-        result = {"name": name, "command": " ".join(command), "minutes": round(minutes, 2),
+        result = {"name": name, "command": " ".join(command), "minutes": round((time.time() - start) / 60, 2),
                   "status": {0: "done", 143: "stopped"}.get(code, f"failed ({code})")}
         if name == "peer":
             result["last_line"] = last_line(os.path.join(home, "train.log"))
@@ -102,14 +123,7 @@ class Sweep:
             result.update(best=info.get("metrics"), timing=info.get("timing"))
             if code == 0 and "synthetic" not in RUNS[name][0]:
                 result["degraded"] = self.score(name, {**env, "XLA_PYTHON_CLIENT_MEM_FRACTION": "0.03"})
-        if code == 0:
-            self.durations.append(minutes * 60 / (0.4 if name == "fonts" else 1.0))
-        self.results[name] = result
-        with self.lock:
-            del self.running[name]  # its slot, held while it was scored, so that GPU memory stays shared out
-        say(f"{name}: {result['status']} in {minutes:.1f} min, best {describe(result)}")
-        with open(os.path.join(args.out, "results.jsonl"), "a") as f:
-            f.write(json.dumps(result) + "\n")
+        return result
 
     def score(self, name, env):
         answers = os.path.join(self.args.work, name, "answers.npz")
@@ -146,11 +160,17 @@ class Sweep:
                 threads[-1].start()
                 time.sleep(2)  # so that the runs do not all compile at once
             time.sleep(1)
+        self.stop(threads, signal.SIGTERM)  # each keeps its best epoch so far
+        self.stop(threads, signal.SIGKILL)  # those still going after --grace seconds
+
+    def stop(self, threads, signum):
         with self.lock:
             for process in filter(None, self.running.values()):
-                process.send_signal(signal.SIGTERM)
+                if process.poll() is None:
+                    process.send_signal(signum)
+        give_up = time.time() + self.args.grace
         for thread in threads:
-            thread.join()
+            thread.join(max(0.0, give_up - time.time()))
 
 
 def last_line(path):
@@ -160,10 +180,11 @@ def last_line(path):
 
 
 def describe(result):
+    nan = float("nan")
     best = result.get("best") or {}
     degraded = (result.get("degraded") or {}).get("mean of degraded", {})
-    return (f"epoch {best.get('epoch')}: {best.get('val_accuracy', float('nan')):.2%} "
-            f"(ci {best.get('val_accuracy_ci', float('nan')):.2%}), degraded {degraded.get('accuracy', float('nan')):.2%}")
+    return (f"epoch {best.get('epoch')}: {best.get('val_accuracy', nan):.2%} (ci {best.get('val_accuracy_ci', nan):.2%}), "
+            f"degraded {degraded.get('accuracy', nan):.2%}")
 
 
 def say(message):
@@ -205,6 +226,7 @@ def main(argv=None):
     parser.add_argument("--minutes", type=float, default=8.0, help="stop everything after this long")
     parser.add_argument("--expected-minutes", type=float, default=4.0, help="a run's length until one has finished")
     parser.add_argument("--peer", help="the npz of gpu_data.py unpack, for the run named peer: gpu/peer_pytorch.py")
+    parser.add_argument("--grace", type=float, default=60.0, help="seconds a stopped run has to save and be scored")
     parser.add_argument("--parallel", type=int, default=9)
     parser.add_argument("--memory-fraction", type=float, default=0.08, help="of the GPU's memory for each run")
     parser.add_argument("--only", default=",".join([*list(RUNS)[:2], "peer", *list(RUNS)[2:]]),
@@ -212,7 +234,7 @@ def main(argv=None):
     parser.add_argument("--override", nargs=argparse.REMAINDER, default=[],
                         help="flags put after every run's own (a quick check on a CPU), e.g. --epochs 1 ...")
     args = parser.parse_args(argv)
-    args.only = args.only.split(",")
+    args.only = [name for name in args.only.split(",") if name != "peer" or args.peer]
     os.makedirs(args.out, exist_ok=True)
     sweep = Sweep(args)
     sweep.go()

@@ -55,7 +55,8 @@ def test_degraded_check_scores_the_validation_split_and_ensembles_saved_answers(
     evaluated = json.loads(run("test.py", "--eval", "--json", cwd=workdir).stdout)
     assert scored["sets"]["clean"]["accuracy"] == evaluated["accuracy"]
     with np.load(answers) as saved:
-        assert set(saved) == {*degraded.DEGRADATIONS, "labels"} and saved["clean"].shape == (62, data.NUM_CLASSES)
+        assert set(saved) == {*degraded.DEGRADATIONS, "labels", "paths"}
+        assert saved["clean"].shape == (62, data.NUM_CLASSES)
 
 
 def test_an_ensemble_scores_the_mean_of_the_answers(tmp_path, capsys):
@@ -64,12 +65,17 @@ def test_an_ensemble_scores_the_mean_of_the_answers(tmp_path, capsys):
     for name, rows in answers.items():
         probabilities = np.pad(np.array(rows, np.float16), ((0, 0), (0, data.NUM_CLASSES - 2)))
         np.savez(tmp_path / f"{name}.npz", labels=np.array([0, 1]),
+                 paths=np.array(["Sample001/0.png", "Sample002/1.png"]),
                  **{set_name: probabilities for set_name in degraded.DEGRADATIONS})
     for files, accuracy in (([tmp_path / "a.npz"], 0.5), ([tmp_path / "b.npz"], 0.5),
                             ([tmp_path / "a.npz", tmp_path / "b.npz"], 1.0)):
         assert degraded.main(["--ensemble", *map(str, files), "--json"]) == 0
         scored = json.loads(capsys.readouterr().out)
         assert scored["model"] == f"ensemble of {len(files)}" and scored["sets"]["all"]["accuracy"] == accuracy
+    with np.load(tmp_path / "b.npz") as b:
+        np.savez(tmp_path / "other split.npz", **{**b, "paths": np.array(["Sample001/9.png", "Sample002/1.png"])})
+    assert degraded.main(["--ensemble", str(tmp_path / "a.npz"), str(tmp_path / "other split.npz")]) == 2
+    assert "different images" in capsys.readouterr().err
 
 
 def test_every_sweep_run_is_a_valid_train_py_command():
@@ -78,7 +84,7 @@ def test_every_sweep_run_is_a_valid_train_py_command():
         command = sweep.command_of(name, args)
         parsed = train.parse_args(command[2:])
         assert parsed.output == os.path.abspath(os.path.join("W", name, "model.h5"))
-        assert (parsed.data == "synthetic") == (parsed.fonts == "F") == (parsed.data_dir is None)
+        assert (parsed.data == "synthetic") == (parsed.fonts == os.path.abspath("F")) == (parsed.data_dir is None)
         assert start_from is None or parsed.weights == os.path.join("W", start_from, "model.h5")
         assert start_from is None or list(sweep.RUNS).index(start_from) < list(sweep.RUNS).index(name)
     assert sweep.command_of("peer", args)[:3] == ["python", "gpu/peer_pytorch.py", "P"]

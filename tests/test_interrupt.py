@@ -3,6 +3,7 @@ model file is never half-written."""
 
 import csv
 import fcntl
+import json
 import os
 import shutil
 import signal
@@ -40,9 +41,17 @@ def start_training(workdir, *flags):
         signal.signal(signal.SIGINT, ours)
 
 
-def wait_for_epochs(process, workdir, n, timeout=300):
+def backed_up_epochs(workdir):
+    """The epochs done that the last complete backup holds (Keras writes its metadata after the weights)."""
+    try:
+        return json.loads((workdir / "saved" / "backup" / "training_metadata.json").read_text())["epoch"]
+    except (FileNotFoundError, ValueError, KeyError):
+        return 0
+
+
+def wait_for_epochs(process, workdir, n, timeout=300, done=epochs_done):
     deadline = time.time() + timeout
-    while epochs_done(workdir) < n:
+    while done(workdir) < n:
         assert process.poll() is None, process.communicate()
         assert time.time() < deadline, "training made no progress"
         time.sleep(0.1)
@@ -90,7 +99,7 @@ def test_sigterm_then_resume_with_the_run_settings_a_damaged_backup_and_history(
     watcher = ModelFileWatcher(str(tmp_path / "saved" / "model" / "model_new.h5"))
     watcher.start()
     process = start_training(tmp_path)
-    wait_for_epochs(process, tmp_path, 2)
+    wait_for_epochs(process, tmp_path, 2, done=backed_up_epochs)  # on a busy machine, later than its history row
     time.sleep(0.5)  # into the third epoch
     process.send_signal(signal.SIGTERM)  # as timeout, Docker, Slurm and systemd stop a job
     stdout, stderr = process.communicate(timeout=120)
@@ -101,6 +110,11 @@ def test_sigterm_then_resume_with_the_run_settings_a_damaged_backup_and_history(
 
     assert_user_error(run("train.py", "--resume", "--max-per-class", "2", cwd=tmp_path),
                       "--max-per-class 2 (the run has 3)")
+    run_json = tmp_path / "saved" / "backup" / "run.json"
+    recorded = json.loads(run_json.read_text())
+    del recorded["settings"]["ema"]  # as a run recorded before --ema existed
+    run_json.write_text(json.dumps(recorded))
+    assert_user_error(run("train.py", "--resume", "--ema", "0.99", cwd=tmp_path), "--ema 0.99 (the run has 0.0)")
     extra = tmp_path / "English" / data.GOODIMG_SUBDIR / "Sample001" / "img001-00000.png"  # among the first 3
     shutil.copy(extra.with_name("img001-00001.png"), extra)
     assert_user_error(run("train.py", "--resume", cwd=tmp_path), "changed since the interrupted run")
