@@ -104,10 +104,10 @@ def sparse_crossentropy(label_smoothing):
 def optimizer(learning_rate, weight_decay=0.0, ema=0.0):
     """Adam, or AdamW when weight_decay is given (not on batch normalization and biases); ema: the momentum of
     an exponential moving average of the weights (0: none), which validation and saving then use."""
+    averaging = {"use_ema": bool(ema), "ema_momentum": ema or 0.99}
     if not weight_decay:
-        return keras.optimizers.Adam(learning_rate, use_ema=bool(ema), ema_momentum=ema or 0.99)
-    adamw = keras.optimizers.AdamW(learning_rate, weight_decay=weight_decay, use_ema=bool(ema),
-                                   ema_momentum=ema or 0.99)
+        return keras.optimizers.Adam(learning_rate, **averaging)
+    adamw = keras.optimizers.AdamW(learning_rate, weight_decay=weight_decay, **averaging)
     adamw.exclude_from_weight_decay(var_names=["gamma", "beta", "bias"])
     return adamw
 

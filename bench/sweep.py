@@ -50,6 +50,7 @@ RUNS = {
 }
 PEER = ["--batch", "128", "--epochs", "100", "--lr", "2e-3", "--aug", "--cosine", "--eval-every", "10",
         "--smooth", "0.1"]
+PRETRAINING_SHARE = 0.4  # of a GoodImg run's time that the font pretraining takes
 PART_BYTES = 16 * 2**20 - 2**16  # what comes back from a GPU machine: files under 16 MiB
 
 
@@ -59,13 +60,22 @@ def command_of(name, args):
         return ["python", "gpu/peer_pytorch.py", args.peer, *PEER]
     flags, start_from = RUNS[name]
     command = ["python", "train.py", *RECIPE, *flags, "--steps-per-execution", "8", *args.override]
-    if "synthetic" in flags:
+    if pretrains(name):
         command += ["--fonts", args.fonts]
     else:
         command += ["--data-dir", args.data_dir]
     if start_from:
         command += ["--weights", model_path(args, start_from)]
     return command + ["--output", model_path(args, name)]
+
+
+def pretrains(name):
+    """Whether the run trains on rendered fonts (not scored on GoodImg)."""
+    return "synthetic" in RUNS.get(name, ([], None))[0]
+
+
+def length_share(name):
+    return PRETRAINING_SHARE if pretrains(name) else 1.0
 
 
 def model_path(args, name):
@@ -81,7 +91,7 @@ class Sweep:
     def expected_seconds(self, name):
         durations = sorted(self.durations) or [60 * self.args.expected_minutes]
         typical = durations[len(durations) // 2]
-        return typical * (0.4 if name == "fonts" else 1.0)
+        return typical * length_share(name)
 
     def run(self, name):
         """Train and score one run in its slot; its line in results.jsonl, whatever happens."""
@@ -95,7 +105,7 @@ class Sweep:
                 del self.running[name]  # held while it was scored, so that GPU memory stays shared out
         minutes = (time.time() - start) / 60
         if result["status"] == "done":
-            self.durations.append(minutes * 60 / (0.4 if name == "fonts" else 1.0))
+            self.durations.append(minutes * 60 / length_share(name))
         self.results[name] = result
         say(f"{name}: {result['status']} in {minutes:.1f} min, best {describe(result)}")
         with open(os.path.join(self.args.out, "results.jsonl"), "a") as f:
@@ -121,7 +131,7 @@ class Sweep:
         elif os.path.exists(model_path(args, name)):
             info = checkpoint.read_info(model_path(args, name))
             result.update(best=info.get("metrics"), timing=info.get("timing"))
-            if code == 0 and "synthetic" not in RUNS[name][0]:
+            if code == 0 and not pretrains(name):
                 result["degraded"] = self.score(name, {**env, "XLA_PYTHON_CLIENT_MEM_FRACTION": "0.03"})
         return result
 
