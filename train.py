@@ -46,7 +46,7 @@ LEARNING_RATE = 1e-3
 
 NOT_GIVEN = object()
 RUN_PATH = os.path.join(checkpoint.BACKUP_DIR, "run.json")  # the settings and data of the run being backed up
-DEVICE_FLAGS = ("mixed_precision", "xla", "steps_per_execution")  # the flags a resumed run may change
+DEVICE_FLAGS = ("mixed_precision", "xla", "steps_per_execution", "backup_every")  # a resumed run may change these
 
 image_size = checkpoint.checked(int, lambda value: value >= 32, "at least 32 (ResNet50's smallest input)")
 fraction = checkpoint.checked(float, lambda value: 0 < value < 1, "between 0 and 1 (exclusive)")
@@ -96,6 +96,9 @@ def parse_args(argv=None):
                              "compiles)")
     parser.add_argument("--steps-per-execution", type=checkpoint.positive_int, default=1,
                         help="training steps per call into the compiled function (fewer host round trips)")
+    parser.add_argument("--backup-every", type=checkpoint.positive_int, default=1, metavar="N",
+                        help="back the run up for --resume every N epochs and after the last; a backup (about "
+                             "300 MB) can take longer than a whole epoch on a GPU")
     parser.add_argument("--output", default=checkpoint.DEFAULT_MODEL, help="where to write the best model (.h5)")
     parser.add_argument("--resume", action="store_true", help="continue the interrupted run from its last epoch")
     args = parser.parse_args(argv)
@@ -449,16 +452,17 @@ def start_or_resume(args, run, dataset):
 
 def history_restored(trainer):
     """A callback for after BackupAndRestore: keep the history of the epochs the backup restored and no
-    more. When the last backup cannot be read, Keras falls back to the one before, and the epochs after
-    it would appear twice."""
+    more, since the epochs after it are trained again (with --backup-every N, or when the last backup
+    cannot be read and Keras falls back to the one before) and would otherwise appear twice."""
     import keras
 
     def trim(logs=None):
         restored = trainer._initial_epoch or 0  # where BackupAndRestore restarts
         rows, header, _ = history_rows()
         if len(rows) > restored:
-            print(f"The backup of epoch {len(rows)} could not be read: resuming after epoch {restored}, the one "
-                  "before", file=sys.stderr)
+            again = f"epoch {len(rows)} is" if len(rows) == restored + 1 else f"epochs {restored + 1}-{len(rows)} are"
+            print(f"Resuming after epoch {restored}, the last one backed up that could be read: {again} "
+                  "trained again", file=sys.stderr)
         if header:
             with checkpoint.atomic_path(checkpoint.HISTORY_PATH) as tmp, open(tmp, "w", newline="") as f:
                 writer = csv.DictWriter(f, header)
@@ -495,6 +499,15 @@ def held_from_signals(save):
             signal.pthread_sigmask(signal.SIG_SETMASK, before)  # a signal that came meanwhile arrives now
 
     return held
+
+
+def every_nth_epoch(save, n, epochs):
+    """save(epoch, logs) after every nth epoch and after the last."""
+    def maybe_save(epoch, logs=None):
+        if (epoch + 1) % n == 0 or epoch + 1 == epochs:
+            save(epoch, logs)
+
+    return maybe_save
 
 
 class Terminated(KeyboardInterrupt):
@@ -562,7 +575,8 @@ def train_alone(args, run):
     ]
     if keras.backend.backend() == "tensorflow":  # it writes through tf.summary
         callbacks.append(keras.callbacks.TensorBoard(checkpoint.LOG_DIR, write_graph=False, profile_batch=0))
-    callbacks.append(keras.callbacks.LambdaCallback(on_epoch_end=held_from_signals(save_backup)))
+    callbacks.append(keras.callbacks.LambdaCallback(
+        on_epoch_end=held_from_signals(every_nth_epoch(save_backup, args.backup_every, args.epochs))))
     stopped_by = None
     train_set = dataset.images[train_idx], dataset.labels[train_idx]
     val_set = dataset.images[dataset.val_idx], dataset.labels[dataset.val_idx]

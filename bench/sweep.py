@@ -59,7 +59,8 @@ def command_of(name, args):
     if name == "peer":
         return ["python", "gpu/peer_pytorch.py", args.peer, *PEER]
     flags, start_from = RUNS[name]
-    command = ["python", "train.py", *RECIPE, *flags, "--steps-per-execution", "8", *args.override]
+    command = ["python", "train.py", *RECIPE, *flags, "--steps-per-execution", "8", "--backup-every", "25",
+               *args.override]
     if pretrains(name):
         command += ["--fonts", args.fonts]
     else:

@@ -127,12 +127,32 @@ def test_sigterm_then_resume_with_the_run_settings_a_damaged_backup_and_history(
     watcher.running = False
     watcher.join()
     assert resumed.returncode == 0, resumed.stdout + resumed.stderr
-    assert "The backup of epoch 2 could not be read: resuming after epoch 1" in resumed.stderr
+    assert "Resuming after epoch 1, the last one backed up that could be read: epoch 2 is trained again" \
+        in resumed.stderr
     assert "Epoch 2/3" in resumed.stdout and "Epoch 1/" not in resumed.stdout
     with open(tmp_path / "saved" / "history.csv") as f:
         assert [int(row["epoch"]) for row in csv.DictReader(f)] == [0, 1, 2]
     assert (tmp_path / "saved" / "split.json").read_text() == split
     assert watcher.checks > 10 and watcher.broken == []
+
+
+def test_backups_every_second_epoch_resume_after_the_last_one(tmp_path, tiny_english):
+    os.symlink(tiny_english, tmp_path / "English")
+    process = start_training(tmp_path, "--backup-every", "2")
+    wait_for_epochs(process, tmp_path, 1)
+    process.send_signal(signal.SIGTERM)
+    stdout, stderr = process.communicate(timeout=120)
+    assert process.returncode == 128 + signal.SIGTERM, stdout + stderr
+    done, backed_up = epochs_done(tmp_path), backed_up_epochs(tmp_path)
+    assert backed_up in (0, 2) and done >= 1, (done, backed_up)  # never the first epoch; the third is the last
+
+    resumed = run("train.py", "--resume", cwd=tmp_path)
+    assert resumed.returncode == 0, resumed.stdout + resumed.stderr
+    assert f"Epoch {backed_up + 1}/3" in resumed.stdout and f"Epoch {backed_up}/" not in resumed.stdout
+    if done > backed_up:
+        assert f"Resuming after epoch {backed_up}" in resumed.stderr and "trained again" in resumed.stderr
+    with open(tmp_path / "saved" / "history.csv") as f:
+        assert [int(row["epoch"]) for row in csv.DictReader(f)] == [0, 1, 2]
 
 
 def test_a_second_training_in_the_same_folder_is_refused_at_once(tmp_path):
