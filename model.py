@@ -101,25 +101,26 @@ def sparse_crossentropy(label_smoothing):
     return smoothed_crossentropy
 
 
-def optimizer(learning_rate, weight_decay=0.0, ema=0.0):
+def optimizer(learning_rate, weight_decay=0.0, ema=0.0, clip_norm=0.0):
     """Adam, or AdamW when weight_decay is given (not on batch normalization and biases); ema: the momentum of
-    an exponential moving average of the weights (0: none), which validation and saving then use."""
-    averaging = {"use_ema": bool(ema), "ema_momentum": ema or 0.99}
+    an exponential moving average of the weights (0: none), which validation and saving then use; clip_norm:
+    the longest global norm of a step's gradients (0: no clipping)."""
+    common = {"use_ema": bool(ema), "ema_momentum": ema or 0.99, "global_clipnorm": clip_norm or None}
     if not weight_decay:
-        return keras.optimizers.Adam(learning_rate, **averaging)
-    adamw = keras.optimizers.AdamW(learning_rate, weight_decay=weight_decay, **averaging)
+        return keras.optimizers.Adam(learning_rate, **common)
+    adamw = keras.optimizers.AdamW(learning_rate, weight_decay=weight_decay, **common)
     adamw.exclude_from_weight_decay(var_names=["gamma", "beta", "bias"])
     return adamw
 
 
 def compile_model(model, learning_rate, jit_compile=False, steps_per_execution=1, label_smoothing=0.0,
-                  weight_decay=0.0, ema=0.0):
+                  weight_decay=0.0, ema=0.0, clip_norm=0.0):
     """Adam (see optimizer) on sparse labels, optionally smoothed; accuracy, case-insensitive accuracy and top-5.
     XLA only where asked: on CPUs it makes TensorFlow training several times slower (RESULTS.md)."""
     model.compile(
         jit_compile=jit_compile,
         steps_per_execution=steps_per_execution,
-        optimizer=optimizer(learning_rate, weight_decay, ema),
+        optimizer=optimizer(learning_rate, weight_decay, ema, clip_norm),
         loss=sparse_crossentropy(label_smoothing),
         metrics=["accuracy",
                  keras.metrics.MeanMetricWrapper(case_insensitive_accuracy, name="accuracy_ci"),

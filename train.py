@@ -52,6 +52,7 @@ image_size = checkpoint.checked(int, lambda value: value >= 32, "at least 32 (Re
 fraction = checkpoint.checked(float, lambda value: 0 < value < 1, "between 0 and 1 (exclusive)")
 smoothing = checkpoint.checked(float, lambda value: 0 <= value < 1, "at least 0 and below 1")
 decay = checkpoint.checked(float, lambda value: 0 <= value < 1, "at least 0 and below 1")
+clip_norm = checkpoint.checked(float, lambda value: value >= 0, "at least 0 (0: no clipping)")
 momentum = checkpoint.checked(float, lambda value: value == 0 or 0.5 <= value < 1,
                              "0 (off), or at least 0.5 and below 1")
 
@@ -76,6 +77,9 @@ def parse_args(argv=None):
     parser.add_argument("--weight-decay", type=decay, default=0.0,
                         help="AdamW's decoupled weight decay, not on batch normalization and biases (0: Adam, the "
                              "original)")
+    parser.add_argument("--clip-norm", type=clip_norm, default=0.0,
+                        help="scale each step's gradients down to this global norm when they are longer (0: never, "
+                             "the original); it keeps Adam from the collapses it has from scratch (RESULTS.md)")
     parser.add_argument("--ema", type=momentum, default=0.0,
                         help="keep an exponential moving average of the weights with this momentum, and validate "
                              "and save the average (0: none); it remembers about 1/(1 - momentum) steps, so keep "
@@ -551,7 +555,7 @@ def train_alone(args, run):
     with devices.scope():
         model_lib.compile_model(trainer, learning_rate(args, steps_per_epoch), jit_compile=devices.jit_compile,
                                 steps_per_execution=args.steps_per_execution, label_smoothing=args.label_smoothing,
-                                weight_decay=args.weight_decay, ema=args.ema)
+                                weight_decay=args.weight_decay, ema=args.ema, clip_norm=args.clip_norm)
 
     timer = EpochTimer()
     averaged = keras.callbacks.SwapEMAWeights() if args.ema else None  # validation sees the average

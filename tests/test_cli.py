@@ -234,6 +234,7 @@ def test_models_that_do_not_fit(trained, tmp_path):
     (["--image-size", "16"], "--image-size"), (["--resize", "crop"], "--resize"),
     (["--label-smoothing", "1"], "--label-smoothing"), (["--label-smoothing", "-0.1"], "--label-smoothing"),
     (["--weight-decay", "-0.1"], "--weight-decay"), (["--ema", "0.3"], "--ema"), (["--ema", "1"], "--ema"),
+    (["--clip-norm", "-1"], "--clip-norm"),
     (["--fonts"], "--fonts"),
 ])
 def test_bad_training_flags_stop_before_any_work(flags, message, capsys):

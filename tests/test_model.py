@@ -48,6 +48,22 @@ def test_label_smoothing_moves_a_share_of_each_target_to_the_other_classes():
                                rtol=1e-5)
 
 
+def test_clipping_scales_each_step_down_to_the_global_norm():
+    """Adam ignores a constant gradient scale but not a spike: with clip_norm 1 a step 1000 times longer moves
+    the weights as its unit-length direction would, across all variables together."""
+    def trained(clip_norm, steps):
+        weights = [keras.Variable(np.zeros(2, np.float32)), keras.Variable(np.zeros(1, np.float32))]
+        adam = model_lib.optimizer(1e-2, clip_norm=clip_norm)
+        for gradients in steps:
+            adam.apply([np.asarray(g, np.float32) for g in gradients], weights)
+        return np.concatenate([w.numpy() for w in weights])
+
+    short, spike = ([0.3, 0.0], [0.4]), ([0.0, 600.0], [800.0])  # global norms 0.5 and 1000
+    clipped_spike = ([0.0, 0.6], [0.8])
+    np.testing.assert_allclose(trained(1.0, [short, spike]), trained(0.0, [short, clipped_spike]), rtol=1e-6)
+    assert not np.allclose(trained(0.0, [short, spike]), trained(0.0, [short, clipped_spike]), rtol=1e-3)
+
+
 def test_backbone_weights_load_from_a_local_file(tmp_path, built):
     backbone = keras.applications.ResNet50(include_top=False, weights=None, input_shape=(SIZE, SIZE, 3))
     path = str(tmp_path / "resnet50_notop.weights.h5")
