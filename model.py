@@ -21,6 +21,7 @@ from checkpoint import ModelError
 
 IMAGENET_BGR_MEAN = (103.939, 116.779, 123.68)
 DROPOUT = 0.3
+SMALLEST_PROBABILITY = 1e-30  # a normal float32: its log, and the gradient through the softmax, stay exact
 
 
 @keras.saving.register_keras_serializable(package="chars74k")
@@ -90,15 +91,18 @@ def case_insensitive_accuracy(y_true, y_pred):
 
 
 def sparse_crossentropy(label_smoothing):
-    """Cross-entropy on class indices; Keras' sparse loss has no label smoothing, so smoothing one-hot encodes."""
-    if not label_smoothing:
-        return "sparse_categorical_crossentropy"
+    """Cross-entropy on class indices from the model's probabilities, optionally smoothed (Keras' sparse loss
+    has no smoothing). Keras' own clips probabilities below at 1e-7, and where it cannot recover the logits
+    (always on JAX, and in training on flipped images) a confident mistake, whose true class is below 1e-7,
+    then gives no gradient at all; the floor here is SMALLEST_PROBABILITY."""
+    def crossentropy(y_true, y_pred):
+        classes = ops.shape(y_pred)[-1]
+        targets = ops.one_hot(ops.cast(ops.reshape(y_true, (-1,)), "int32"), classes)
+        if label_smoothing:
+            targets = targets * (1 - label_smoothing) + label_smoothing / classes
+        return -ops.sum(targets * ops.log(ops.maximum(y_pred, SMALLEST_PROBABILITY)), axis=-1)
 
-    def smoothed_crossentropy(y_true, y_pred):
-        targets = ops.one_hot(ops.cast(ops.reshape(y_true, (-1,)), "int32"), ops.shape(y_pred)[-1])
-        return keras.losses.categorical_crossentropy(targets, y_pred, label_smoothing=label_smoothing)
-
-    return smoothed_crossentropy
+    return crossentropy
 
 
 def optimizer(learning_rate, weight_decay=0.0, ema=0.0, clip_norm=0.0):

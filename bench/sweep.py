@@ -37,6 +37,8 @@ ALL_LEVERS = ["--label-smoothing", "0.1", "--strong-augment", "--ema", "0.999", 
 RUNS = {
     "base-s1": ([], None),
     "base-s2": (["--train-seed", "2"], None),
+    "clip-s1": (["--clip-norm", "1.0"], None),
+    "clip-s2": (["--clip-norm", "1.0", "--train-seed", "2"], None),
     "smooth-s1": (["--label-smoothing", "0.1"], None),
     "strong-s1": (["--strong-augment"], None),
     "fonts": (FONT_PRETRAINING, None),

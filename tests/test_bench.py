@@ -1,4 +1,4 @@
-"""The profiler breakdown that RESULTS.md quotes, on the tiny dataset."""
+"""bench/: the profiler breakdown that RESULTS.md quotes, the degraded check, the collapse count, the GPU sweep."""
 
 import argparse
 import hashlib
@@ -16,6 +16,7 @@ import train
 from conftest import REPO, TEST_IMAGE_SIZE, run
 
 sys.path.insert(0, os.path.join(REPO, "bench"))
+import collapses  # noqa: E402
 import degraded  # noqa: E402
 import sweep  # noqa: E402
 
@@ -76,6 +77,22 @@ def test_an_ensemble_scores_the_mean_of_the_answers(tmp_path, capsys):
         np.savez(tmp_path / "other split.npz", **{**b, "paths": np.array(["Sample001/9.png", "Sample002/1.png"])})
     assert degraded.main(["--ensemble", str(tmp_path / "a.npz"), str(tmp_path / "other split.npz")]) == 2
     assert "different images" in capsys.readouterr().err
+
+
+def test_collapses_are_the_falls_of_training_accuracy(tmp_path, capsys):
+    """A history as train.py's CSVLogger writes it: epoch 3 loses 10 points of training accuracy, epoch 4 one."""
+    run_dir = tmp_path / "base-s1"
+    run_dir.mkdir()
+    rows = [(0, 0.20, 0.10), (1, 0.50, 0.40), (2, 0.40, 0.45), (3, 0.39, 0.30), (4, 0.70, 0.60)]
+    (run_dir / "history.csv").write_text("epoch,accuracy,loss,val_accuracy,val_loss\n" + "".join(
+        f"{epoch},{accuracy},1.0,{val},1.0\n" for epoch, accuracy, val in rows))
+    collapses.main([str(run_dir / "history.csv"), "--json"])
+    result = json.loads(capsys.readouterr().out)
+    assert result["run"] == "base-s1" and result["epochs"] == 5 and result["collapse_epochs"] == [3]
+    assert result["best_val_accuracy"] == 0.60 and result["best_epoch"] == 5
+    assert result["largest_fall"] == pytest.approx(0.10) and result["deepest_below_peak"] == pytest.approx(0.11)
+    collapses.main([str(run_dir / "history.csv"), "--fall", "0.005"])
+    assert re.search(r"base-s1 +5 +60\.00% +5 +60\.00% +70\.00% +2 +10\.00% +11\.00%", capsys.readouterr().out)
 
 
 def test_every_sweep_run_is_a_valid_train_py_command():

@@ -40,12 +40,24 @@ def test_preprocessing_layer_matches_keras_resnet50_preprocess_input():
 def test_label_smoothing_moves_a_share_of_each_target_to_the_other_classes():
     probabilities = np.array([[0.7, 0.2, 0.1], [0.1, 0.1, 0.8]], np.float32)
     labels = np.array([0, 2])
-    plain = keras.losses.get(model_lib.sparse_crossentropy(0.0))(labels, probabilities)
+    plain = model_lib.sparse_crossentropy(0.0)(labels, probabilities)
     np.testing.assert_allclose(keras.ops.convert_to_numpy(plain), -np.log([0.7, 0.8]), rtol=1e-5)
     targets = np.full((2, 3), 0.1 / 3) + 0.9 * np.eye(3)[labels]
     smoothed = model_lib.sparse_crossentropy(0.1)(labels, probabilities)
     np.testing.assert_allclose(keras.ops.convert_to_numpy(smoothed), -(targets * np.log(probabilities)).sum(1),
                                rtol=1e-5)
+
+
+def test_a_confident_mistake_still_teaches():
+    """The true class at 1e-9 (below Keras' 1e-7 clip): the gradient on the logits is still softmax - one-hot."""
+    tf = pytest.importorskip("tensorflow")
+    logits = tf.Variable([[20.0, 0.0, 0.0]])
+    with tf.GradientTape() as tape:
+        probabilities = tf.identity(keras.activations.softmax(logits))  # what the training step sees: no logits
+        loss = model_lib.sparse_crossentropy(0.0)(np.array([1]), probabilities)
+    expected = keras.ops.convert_to_numpy(probabilities) - np.eye(3)[[1]]
+    np.testing.assert_allclose(tape.gradient(loss, logits).numpy(), expected, atol=1e-6)
+    assert float(loss[0]) == pytest.approx(20.0, rel=1e-4)
 
 
 def test_clipping_scales_each_step_down_to_the_global_norm():
