@@ -60,6 +60,15 @@ def test_degraded_check_scores_the_validation_split_and_ensembles_saved_answers(
         assert saved["clean"].shape == (62, data.NUM_CLASSES)
 
 
+def test_gradient_norms_of_a_saved_model_on_its_training_images(trained):
+    workdir, _ = trained
+    result = run("bench/gradient_norms.py", "--model", workdir / "saved" / "model" / "model_new.h5",
+                 "--data-dir", workdir / "English", "--batch-size", "8", "--batches", "3", "--json", cwd=workdir)
+    assert result.returncode == 0, result.stdout + result.stderr
+    summary = json.loads(result.stdout)
+    assert summary["batches"] == 3 and 0 < summary["min"] <= summary["median"] <= summary["max"] < 1e6
+
+
 def test_an_ensemble_scores_the_mean_of_the_answers(tmp_path, capsys):
     """Each of two models gets one of two images right; their mean gets both."""
     answers = {"a": [[0.6, 0.4], [0.6, 0.4]], "b": [[0.45, 0.55], [0.1, 0.9]]}
