@@ -341,18 +341,19 @@ def split_entries(relpaths):
     return entries
 
 
-def validation_set(split_path, data_dir=None):
-    """(class root, entries) of a split's validation images: in data_dir if given, else where the split
-    was made, else in English/."""
+def split_set(split_path, data_dir=None, part="val"):
+    """(class root, entries) of a split's validation images (part "val") or training images ("train"): in
+    data_dir if given, else where the split was made, else in English/."""
     split = load_split(split_path)
     candidates = [data_dir] if data_dir else [checkpoint.resolve(split["data_dir"]), checkpoint.DATA_DIR]
     root = next(filter(None, map(class_root, candidates)), None)
     if root is None:
         raise DatasetError(f"the images of {split_path} are not in {' or '.join(candidates)}: pass --data-dir")
-    entries = split_entries(split["val"])
+    entries = split_entries(split[part])
     missing = [relpath for relpath, _ in entries if not os.path.isfile(os.path.join(root, relpath))]
     if missing:
-        raise DatasetError(f"{len(missing)} of the {len(entries)} validation images of {split_path} are not in "
+        kind = {"val": "validation", "train": "training"}[part]
+        raise DatasetError(f"{len(missing)} of the {len(entries)} {kind} images of {split_path} are not in "
                            f"{root} (first: {checkpoint.printable(missing[0])}): pass the --data-dir it was made "
                            "from, or score every image of a folder with --eval DIR")
     return root, entries

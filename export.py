@@ -101,7 +101,7 @@ def export_and_check(args):
     print(f"Model: {checkpoint.shown_path(model_path)} ({why})")
     if args.check:  # the data first: a missing dataset stops before any export
         split_path = checkpoint.split_of(model_path)
-        validation = data.validation_set(split_path, args.data_dir)
+        validation = data.split_set(split_path, args.data_dir)
     checkpoint.import_keras()
     if args.float16:
         float16_copy(model_path, args.float16)

@@ -93,9 +93,11 @@ def case_insensitive_accuracy(y_true, y_pred):
 def sparse_crossentropy(label_smoothing):
     """Cross-entropy on class indices from the model's probabilities, optionally smoothed (Keras' sparse loss
     has no smoothing). Keras' own clips probabilities below at 1e-7, and where it cannot recover the logits
-    (always on JAX, and in training on flipped images) a confident mistake, whose true class is below 1e-7,
-    then gives no gradient at all; the floor here is SMALLEST_PROBABILITY."""
+    (always on JAX; on TensorFlow in every augmented training step, whose output is not the softmax's own) a
+    confident mistake, whose true class is below 1e-7, then gives no gradient at all; the floor here is
+    SMALLEST_PROBABILITY."""
     def crossentropy(y_true, y_pred):
+        y_pred = ops.cast(y_pred, "float32")
         classes = ops.shape(y_pred)[-1]
         targets = ops.one_hot(ops.cast(ops.reshape(y_true, (-1,)), "int32"), classes)
         if label_smoothing:

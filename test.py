@@ -204,7 +204,7 @@ def eval_entries(args, model_path, info):
         raise InputError(f"{model_path} predicts other classes than the {data.NUM_CLASSES} of Chars74K")
     if args.eval == "split":
         split_path = checkpoint.split_of(model_path)
-        root, entries = data.validation_set(split_path, args.data_dir)
+        root, entries = data.split_set(split_path, args.data_dir)
         if info.get("split", {}).get("n_val") not in (None, len(entries)):
             print(f"warning: {split_path} is not the split this model was trained with", file=sys.stderr)
         print(f"Data: the {len(entries)} validation images of {split_path}, in {root}", file=sys.stderr)

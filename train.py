@@ -101,8 +101,8 @@ def parse_args(argv=None):
     parser.add_argument("--steps-per-execution", type=checkpoint.positive_int, default=1,
                         help="training steps per call into the compiled function (fewer host round trips)")
     parser.add_argument("--backup-every", type=checkpoint.positive_int, default=1, metavar="N",
-                        help="back the run up for --resume every N epochs and after the last; a backup (about "
-                             "300 MB) can take longer than a whole epoch on a GPU")
+                        help="back the run up for --resume every N epochs; a backup (about 300 MB) can take "
+                             "longer than a whole epoch on a GPU")
     parser.add_argument("--output", default=checkpoint.DEFAULT_MODEL, help="where to write the best model (.h5)")
     parser.add_argument("--resume", action="store_true", help="continue the interrupted run from its last epoch")
     args = parser.parse_args(argv)
@@ -465,8 +465,10 @@ def history_restored(trainer):
         rows, header, _ = history_rows()
         if len(rows) > restored:
             again = f"epoch {len(rows)} is" if len(rows) == restored + 1 else f"epochs {restored + 1}-{len(rows)} are"
-            print(f"Resuming after epoch {restored}, the last one backed up that could be read: {again} "
-                  "trained again", file=sys.stderr)
+            where = (f"Resuming after epoch {restored}, the last one backed up that could be read" if restored
+                     else "No backup was made yet")
+            print(f"{where}: {again} trained again (the best model so far stays unless they beat it)",
+                  file=sys.stderr)
         if header:
             with checkpoint.atomic_path(checkpoint.HISTORY_PATH) as tmp, open(tmp, "w", newline="") as f:
                 writer = csv.DictWriter(f, header)
@@ -505,10 +507,11 @@ def held_from_signals(save):
     return held
 
 
-def every_nth_epoch(save, n, epochs):
-    """save(epoch, logs) after every nth epoch and after the last."""
+def every_nth_epoch(save, n):
+    """save(epoch, logs) after every nth epoch (not specially after the last: Keras deletes the backup when
+    training ends)."""
     def maybe_save(epoch, logs=None):
-        if (epoch + 1) % n == 0 or epoch + 1 == epochs:
+        if (epoch + 1) % n == 0:
             save(epoch, logs)
 
     return maybe_save
@@ -580,7 +583,7 @@ def train_alone(args, run):
     if keras.backend.backend() == "tensorflow":  # it writes through tf.summary
         callbacks.append(keras.callbacks.TensorBoard(checkpoint.LOG_DIR, write_graph=False, profile_batch=0))
     callbacks.append(keras.callbacks.LambdaCallback(
-        on_epoch_end=held_from_signals(every_nth_epoch(save_backup, args.backup_every, args.epochs))))
+        on_epoch_end=held_from_signals(every_nth_epoch(save_backup, args.backup_every))))
     stopped_by = None
     train_set = dataset.images[train_idx], dataset.labels[train_idx]
     val_set = dataset.images[dataset.val_idx], dataset.labels[dataset.val_idx]

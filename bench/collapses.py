@@ -9,18 +9,21 @@ the optimizer losing ground, not a quirk of evaluation (batch-norm statistics, a
 """
 
 import argparse
-import csv
 import itertools
 import json
 import os
+import sys
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+import train  # noqa: E402
 
 FALL = 0.03  # a fall of training accuracy that counts as a collapse (3 points)
 
 
 def read_history(path):
-    """The rows of a history.csv (epoch, accuracy, val_accuracy, ...) as floats, in epoch order."""
-    with open(path, newline="") as f:
-        rows = [{key: float(value) for key, value in row.items() if value} for row in csv.DictReader(f)]
+    """The finished epochs of a history.csv (train.py's reader: a damaged line is left out), as numbers."""
+    rows, _, _ = train.history_rows(path)
+    rows = [{key: float(value) for key, value in row.items()} for row in rows]
     return [row for row in rows if "accuracy" in row and "val_accuracy" in row]
 
 

@@ -65,7 +65,7 @@ def main():
     if not shutil.which("tesseract"):
         sys.exit("error: tesseract is not installed (Debian: apt-get install tesseract-ocr)")
     try:
-        root, entries = data.validation_set(args.split, args.data_dir)
+        root, entries = data.split_set(args.split, args.data_dir)
     except data.DatasetError as e:
         sys.exit(f"error: {e}")
     version = subprocess.run(["tesseract", "--version"], capture_output=True, text=True).stdout.split("\n")[0]

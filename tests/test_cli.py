@@ -282,7 +282,7 @@ def test_averaged_weights_are_the_ones_validated_and_saved(tmp_path, tiny_englis
     info = json.loads((tmp_path / "saved" / "model" / "model_new.json").read_text())
     assert info["training"]["ema"] == 0.9 and info["training"]["strong_augment"] is True
     net, _ = model.load_model(str(tmp_path / "saved" / "model" / "model_new.h5"))
-    root, entries = data.validation_set(str(tmp_path / "saved" / "split.json"), tiny_english)
+    root, entries = data.split_set(str(tmp_path / "saved" / "split.json"), tiny_english)
     images, labels, _ = data.decode_images(root, entries, int(TEST_IMAGE_SIZE), data.DEFAULT_RESIZE, cache_dir=None)
     probabilities = net.predict(images.astype(np.float32), verbose=0)
     loss = -np.mean(np.log(np.maximum(probabilities[np.arange(len(labels)), labels], model.SMALLEST_PROBABILITY)))
