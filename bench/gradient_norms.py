@@ -4,7 +4,8 @@ batch over its training images (training mode, no augmentation), to see what --c
     python bench/gradient_norms.py --model saved/model/model_new.h5 --data-dir ../shared/chars74k/English
 
 The batches are drawn with a fixed seed from the training images of the model's split (as test.py finds
-it), at its image size and resize mode, with its label smoothing. TensorFlow computes the gradients (Keras has no backend-neutral gradient call).
+it), at its image size and resize mode, with its label smoothing. TensorFlow computes the gradients
+(Keras has no backend-neutral gradient call).
 """
 
 import argparse
