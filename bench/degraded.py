@@ -4,6 +4,7 @@ of characters from other sources are (blurred, noisy, small, JPEG-compressed, di
     python bench/degraded.py --data-dir ../shared/chars74k/English        # the model test.py would use
     python bench/degraded.py --model saved/model/x.h5 --data-dir ... --json --probabilities x.npz
     python bench/degraded.py --ensemble a.npz b.npz c.npz                  # average the probabilities saved
+    python bench/degraded.py --tta --data-dir ...                          # with test.py's test-time augmentation
 
 Each degradation is applied to the 64x64 input the model sees, with a fixed seed, so every model meets
 the same degraded images. --probabilities keeps the model's answers on every set, and --ensemble
@@ -88,12 +89,12 @@ def evaluate(args):
     root, entries = test.eval_entries(argparse.Namespace(eval="split", data_dir=args.data_dir), model_path, info)
     images, labels, _ = data.decode_images(root, entries, info["image_size"], info["resize"],
                                            log=lambda m: print(m, file=sys.stderr))
-    probabilities = {name: model.predict(images.astype(np.float32), batch_size=test.BATCH_SIZE, verbose=0)
-                     for name, images in degraded_sets(images).items()}
+    probabilities = {name: test.predict(model, images, args.tta) for name, images in degraded_sets(images).items()}
     if args.probabilities:
         np.savez_compressed(args.probabilities, labels=labels, paths=np.array([path for path, _ in entries]),
                             **{name: p.astype(np.float16) for name, p in probabilities.items()})  # plenty to average
-    return report(checkpoint.shown_path(model_path), len(labels), scores(labels, probabilities), args.json)
+    shown = checkpoint.shown_path(model_path) + (" with test-time augmentation" if args.tta else "")
+    return report(shown, len(labels), scores(labels, probabilities), args.json)
 
 
 def ensemble(args):
@@ -121,6 +122,7 @@ def main(argv=None):
     parser.add_argument("--model", help="a model (default: the one test.py would use)")
     parser.add_argument("--data-dir", help="where the split's images are (default: where it was made)")
     parser.add_argument("--keras", action="store_true", help="run the Keras model even if it has a LiteRT copy")
+    parser.add_argument("--tta", action="store_true", help="average over rotated copies of each image (test.py --tta)")
     parser.add_argument("--json", action="store_true", help="print one JSON object")
     parser.add_argument("--probabilities", help="save the answers on every set to this .npz, for --ensemble")
     parser.add_argument("--ensemble", nargs="+", metavar="NPZ", help="score the average of saved answers instead")

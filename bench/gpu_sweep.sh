@@ -7,7 +7,7 @@
 #   pip download --no-deps --only-binary=:all: --python-version 3.12 --platform manylinux_2_28_x86_64 \
 #       -d .whl keras==3.15.1 namex optree
 # then run `bash bench/gpu_sweep.sh` there. Results go to $OUT (else gpu/out). MINUTES (default 8) bounds
-# the sweep; PACKED and SWEEP_FLAGS (e.g. "--only base-s1 --parallel 1 --override --epochs 1") make a
+# the sweep; PACKED and SWEEP_FLAGS (e.g. "--only clip-s1 --parallel 1 --override --epochs 1") make a
 # quick check of it, which runs on a CPU too.
 source "$(dirname "$0")/gpu_setup.sh"
 # MPS lets the runs' kernels share the GPU at once rather than take turns; without it if it does not work.

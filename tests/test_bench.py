@@ -120,16 +120,17 @@ def test_a_sweep_trains_scores_and_packs_its_best_model(tmp_path, tiny_english):
     """One run of the GPU sweep, cut down to a CPU: its line, its archives and its model in parts that join."""
     out = tmp_path / "out"
     result = run("bench/sweep.py", "--data-dir", tiny_english, "--fonts", tmp_path, "--work", tmp_path / "runs",
-                 "--out", out, "--only", "adamw-s1", "--override", "--epochs", "1", "--batch-size", "16",
+                 "--out", out, "--only", "clip-adamw-s1", "--override", "--epochs", "1", "--batch-size", "16",
                  "--image-size", TEST_IMAGE_SIZE, "--max-per-class", "2", cwd=tmp_path)
     assert result.returncode == 0, result.stdout + result.stderr
     line = json.loads((out / "results.jsonl").read_text())
-    assert line["name"] == "adamw-s1" and line["status"] == "done" and "--weight-decay 0.05" in line["command"]
+    assert line["name"] == "clip-adamw-s1" and line["status"] == "done"
+    assert "--weight-decay 0.05" in line["command"] and "--clip-norm 1.0" in line["command"]
     assert line["best"]["epoch"] == 1 and set(line["degraded"]) == {*degraded.DEGRADATIONS, "mean of degraded"}
     with tarfile.open(out / "runs.tar.gz") as tar:
         names = tar.getnames()
         info = json.load(tar.extractfile("best/best_fp16.json"))
-    assert {"adamw-s1/train.log", "adamw-s1/saved/history.csv", "adamw-s1/model.json"} <= set(names)
+    assert {"clip-adamw-s1/train.log", "clip-adamw-s1/saved/history.csv", "clip-adamw-s1/model.json"} <= set(names)
     parts = sorted(out.glob("best_fp16.h5.part*"))
     assert parts and all(part.stat().st_size < 16 * 2**20 for part in parts)
     joined = b"".join(part.read_bytes() for part in parts)

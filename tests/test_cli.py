@@ -14,9 +14,11 @@ import numpy as np
 import pytest
 from PIL import Image
 
+import augment
 import data
 import model
 import prepare
+import test
 import train
 from conftest import REPO, TEST_IMAGE_SIZE, assert_user_error, run, script_env
 
@@ -119,6 +121,44 @@ def test_eval_scores_exactly_the_validation_split(trained):
     assert report["accuracy"] == pytest.approx(info["metrics"]["val_accuracy"], abs=1e-6)
     assert report["accuracy_case_insensitive"] >= report["accuracy"]
     assert 0 <= report["top5"] <= 1
+
+
+def test_tta_scores_the_mean_answer_over_the_image_and_its_rotated_copies(trained):
+    workdir, _ = trained
+    net, info = model.load_model(str(workdir / "saved" / "model" / "model_new.h5"))
+
+    def mean_over_views(images):
+        views = [images] + [np.stack([test.rotated(image, angle) for image in images]) for angle in test.TTA_ANGLES]
+        return np.mean([net.predict(view.astype(np.float32), verbose=0) for view in views], axis=0)
+
+    result = run("test.py", "-img", SAMPLE, "--tta", "--keras", "--json", "--top", "62", cwd=workdir)
+    assert result.returncode == 0, result.stderr
+    answer = {guess["class"]: guess["probability"] for guess in json.loads(result.stdout)["predictions"][0]["top"]}
+    image = data.fit_image(data.read_image(str(workdir / "English" / data.GOODIMG_SUBDIR) + SAMPLE),
+                           info["image_size"], info["resize"])
+    expected = mean_over_views(image[None])[0]
+    assert [answer[name] for name in data.CLASS_NAMES] == pytest.approx(expected, abs=1e-5)
+    assert not np.allclose(expected, net.predict(image[None].astype(np.float32), verbose=0)[0], atol=1e-4)
+
+    result = run("test.py", "--eval", "--json", "--tta", "--keras", cwd=workdir)
+    assert result.returncode == 0, result.stderr
+    report = json.loads(result.stdout)
+    root, entries = data.split_set(str(workdir / "saved" / "split.json"), str(workdir / "English"))
+    images, labels, _ = data.decode_images(root, entries, info["image_size"], info["resize"], cache_dir=None,
+                                           log=lambda m: None, progress=False)
+    assert report["tta"] is True and report["n"] == len(labels) == 62
+    assert report["accuracy"] == pytest.approx(np.mean(mean_over_views(images).argmax(1) == labels), abs=1e-6)
+
+
+def test_tta_rotations_stay_within_training_and_fill_corners_from_the_edges():
+    assert max(abs(angle) for angle in test.TTA_ANGLES) <= augment.ROTATION * 360
+    bar = np.zeros((32, 32, 3), np.uint8)
+    bar[:, 15:17] = 255  # a vertical white bar on black
+    turned = test.rotated(bar, 90)
+    assert turned.shape == bar.shape
+    assert turned[15:17, :].mean() > 200 and turned[:, 15:17].mean() < 60  # now horizontal
+    assert test.rotated(np.full((32, 32, 3), 200, np.uint8), 12).min() == 200  # no black corners
+    assert np.array_equal(test.rotated(bar, 0), bar)
 
 
 def test_eval_of_a_folder_prints_only_json(trained, tiny_english, tmp_path):

@@ -146,6 +146,19 @@ def test_case_insensitive_accuracy_folds_letter_case():
     np.testing.assert_array_equal(scores, [1, 1, 0, 1])
 
 
+def test_top5_counts_a_tie_against_the_true_class_in_training_and_in_test_py():
+    import test
+
+    probabilities = np.zeros((3, data.NUM_CLASSES), np.float32)
+    probabilities[:2, :6] = [0.3, 0.25, 0.2, 0.15, 0.06, 0.04]  # classes 0-5 ranked in order, the rest exactly 0
+    probabilities[2, :3] = [0.9, 0.09, 0.01]  # overconfident: the 5th place is a tie of 59 classes at exactly 0
+    labels = np.array([4, 5, 40])  # fifth, sixth, and one of the tie (a hit for Keras' top-k metric)
+    assert keras.ops.convert_to_numpy(keras.metrics.sparse_top_k_categorical_accuracy(labels, probabilities))[2] == 1
+    scores = keras.ops.convert_to_numpy(model_lib.top5_accuracy(labels, probabilities))
+    np.testing.assert_array_equal(scores, [1, 0, 0])
+    assert test.metrics(labels, probabilities)["top5"] == pytest.approx(1 / 3)
+
+
 def test_a_mixed_precision_model_is_saved_in_float32(tmp_path):
     keras.config.set_dtype_policy("mixed_float16")
     try:
