@@ -159,8 +159,9 @@ def rotated(image, degrees):
 
 def predict(model, images, tta=False, verbose=0):
     """The model's probabilities for uint8 images; with tta, their mean over the images and their rotated copies."""
-    views = [images] + ([np.stack([rotated(image, angle) for image in images]) for angle in TTA_ANGLES]
-                        if tta else [])
+    views = [images]
+    if tta:
+        views += [np.stack([rotated(image, angle) for image in images]) for angle in TTA_ANGLES]
     return np.mean([model.predict(view.astype(np.float32), batch_size=BATCH_SIZE, verbose=verbose)
                     for view in views], axis=0)
 
@@ -311,7 +312,8 @@ def run_eval(args):
         print(json.dumps({"model": model_path, "data_dir": root, "tta": args.tta, **report}))
     else:
         print_report(report, model_path, root, args.tta)
-    about = f"{os.path.basename(model_path)}{' (TTA)' if args.tta else ''} on {report['n']} images of {data.dataset_name(root)}"
+    about = (f"{os.path.basename(model_path)}{' (TTA)' if args.tta else ''} on {report['n']} images of "
+             f"{data.dataset_name(root)}")
     figures = {os.path.join(checkpoint.IMGS_DIR, "confusion.png"): plot_confusion(labels, probabilities.argmax(1),
                                                                                   about),
                os.path.join(checkpoint.IMGS_DIR, "errors.png"): plot_errors(images, labels, probabilities, about)}
