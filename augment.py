@@ -2,17 +2,19 @@
 
 strong=True adds what photographs of characters vary in and what keeps every label right: scale,
 shift and shear, brightness, saturation and hue, inverted polarity (light on dark), blur and
-sensor noise.
+sensor noise. mixup and cutmix (Beta parameters, 0: off) blend each image with another of the
+batch, or paste a box of the other into it, and teach the blend of their labels.
 
 Augmented wraps the classifier for model.fit on ((images, labels), labels). It runs on any Keras
 backend with keras.ops and keras.random, so on an accelerator the training images can stay on the
 device and be augmented there, step after step, without a host round trip.
 
-A horizontal flip changes some labels ('b' becomes 'd'), and a layer sees no labels. So Augmented
-takes the labels as a second input, flips only images whose mirror is a character
-(data.flip_targets), and reads the prediction of a flipped image through the mirror: the loss of a
-mirrored 'b' against the label 'b' is the loss of that image against 'd'. Validation and prediction
-see the classifier alone.
+A horizontal flip changes some labels ('b' becomes 'd'), and mixing blends them, but a layer sees
+no labels. So Augmented takes the labels as a second input, flips only images whose mirror is a
+character (data.flip_targets), and in training returns (probabilities, targets): what the
+classifier answered and what it should have, a distribution over the classes (a mirrored 'b' is
+taught as a 'd'). Its compute_loss and compute_metrics use those targets. Validation and
+prediction see the classifier alone.
 """
 
 import keras
@@ -39,17 +41,19 @@ def strong_layers(seed):
 
 
 class Augmented(keras.Model):
-    """classifier(augment(images)) in training, classifier(images) otherwise; inputs (uint8 images, labels).
+    """(classifier(augment(images)), targets) in training, classifier(images) otherwise; inputs (uint8 images,
+    labels).
 
     augment=False trains on the images as they are; flip=False augments without flipping; strong=True
-    adds strong_layers.
+    adds strong_layers; mixup, cutmix: see mix.
     """
 
-    def __init__(self, classifier, augment=True, flip=True, strong=False, rotation=ROTATION, contrast=CONTRAST,
-                 seed=data.SEED, **kwargs):
+    def __init__(self, classifier, augment=True, flip=True, strong=False, mixup=0.0, cutmix=0.0, rotation=ROTATION,
+                 contrast=CONTRAST, seed=data.SEED, **kwargs):
         super().__init__(**kwargs)
         self.classifier = classifier
         self.augment, self.flip = augment, flip
+        self.mixup, self.cutmix = mixup, cutmix
         self.rotate = layers.RandomRotation(rotation, fill_mode="nearest", seed=seed)
         self.change_contrast = layers.RandomContrast(contrast, seed=seed + 1)
         self.strong = strong_layers(seed) if strong else []
@@ -60,26 +64,85 @@ class Augmented(keras.Model):
             for layer in (self.rotate, *self.strong):
                 layer.supports_jit = True
         self.seed_generator = keras.random.SeedGenerator(seed + 2)
-        targets = data.flip_targets()
-        self.flip_targets = targets.tolist()
-        self.mirror = [int(t) if t >= 0 else c for c, t in enumerate(targets)]  # the class a mirrored class reads as
+        self.flip_targets = data.flip_targets().tolist()
         self.built = True  # every variable exists now: the classifier's and the random generators'
 
     def call(self, inputs, training=False):
         images, labels = inputs
         images = ops.cast(images, "float32")
-        if not (training and self.augment):
-            return self.classifier(images, training=training)
-        flipped = self.flip_mask(labels) if self.flip else ops.zeros(ops.shape(labels), dtype="bool")
-        images = ops.where(flipped[:, None, None, None], ops.flip(images, axis=2), images)
+        labels = ops.cast(ops.reshape(labels, (-1,)), "int32")
+        if not training:
+            return self.classifier(images, training=False)
+        if self.augment:
+            images, labels = self.augmented(images, labels)
+        targets = ops.one_hot(labels, data.NUM_CLASSES)
+        if self.augment and (self.mixup or self.cutmix):
+            images, targets = self.mix(images, targets)
+        return self.classifier(images, training=True), targets
+
+    def augmented(self, images, labels):
+        """The images flipped (half of those that may be, each then labelled as its mirror class), rotated,
+        contrasted and, when strong, changed by strong_layers and noise."""
+        if self.flip:
+            flipped = self.flip_mask(labels)
+            images = ops.where(flipped[:, None, None, None], ops.flip(images, axis=2), images)
+            mirror_classes = ops.take(ops.convert_to_tensor(self.flip_targets, dtype="int32"), labels)
+            labels = ops.where(flipped, mirror_classes, labels)
         images = self.change_contrast(self.rotate(images, training=True), training=True)
         for layer in self.strong:
             images = layer(images, training=True)
         if self.strong:
             images = ops.clip(self.add_noise(images), 0.0, 255.0)
-        probabilities = self.classifier(images, training=True)
-        mirrored = ops.take(probabilities, ops.convert_to_tensor(self.mirror, dtype="int32"), axis=1)
-        return ops.where(flipped[:, None], mirrored, probabilities)
+        return images, labels
+
+    def mix(self, images, targets):
+        """Each image mixed with its partner, the image at the same place from the other end of the (shuffled)
+        batch: blended with a weight from Beta(mixup, mixup), or with a box of the partner pasted in whose area
+        follows Beta(cutmix, cutmix); with both, each image one of the two at random. The targets mix by
+        the share each image keeps."""
+        partners, partner_targets = ops.flip(images, axis=0), ops.flip(targets, axis=0)
+        batch = ops.shape(images)[0]
+        if self.mixup:
+            kept = keras.random.beta((batch,), self.mixup, self.mixup, seed=self.seed_generator)
+            blended = kept[:, None, None, None] * images + (1 - kept[:, None, None, None]) * partners
+        if self.cutmix:
+            box = self.box_masks(ops.shape(images), self.cutmix)
+            pasted = ops.where(box[..., None], partners, images)
+            pasted_kept = 1 - ops.mean(ops.cast(box, "float32"), axis=(1, 2))
+        if self.mixup and self.cutmix:
+            pick_cutmix = keras.random.uniform((batch,), seed=self.seed_generator) < 0.5
+            blended = ops.where(pick_cutmix[:, None, None, None], pasted, blended)
+            kept = ops.where(pick_cutmix, pasted_kept, kept)
+        elif self.cutmix:
+            blended, kept = pasted, pasted_kept
+        return blended, kept[:, None] * targets + (1 - kept[:, None]) * partner_targets
+
+    def box_masks(self, shape, alpha):
+        """For each image, a boolean height x width mask of a box covering about 1 - Beta(alpha, alpha) of the image
+        around a uniformly random centre, cut off at the image's edges."""
+        batch, height, width = shape[0], shape[1], shape[2]
+        side = ops.sqrt(1 - keras.random.beta((batch,), alpha, alpha, seed=self.seed_generator))
+        centre_y, centre_x = (keras.random.uniform((batch,), seed=self.seed_generator) for _ in range(2))
+        rows = ops.arange(height, dtype="float32")[None, :, None] / height
+        columns = ops.arange(width, dtype="float32")[None, None, :] / width
+
+        def within(positions, centre):
+            return ops.abs(positions - centre[:, None, None]) < side[:, None, None] / 2
+
+        return within(rows, centre_y) & within(columns, centre_x)
+
+    def compute_loss(self, x=None, y=None, y_pred=None, sample_weight=None, training=True):
+        """In training, the loss against the targets call returned (not the labels given)."""
+        if isinstance(y_pred, (tuple, list)):
+            y_pred, y = y_pred
+        return super().compute_loss(x, y, y_pred, sample_weight, training)
+
+    def compute_metrics(self, x, y, y_pred, sample_weight=None):
+        """In training, the metrics against the larger part of each target (a flipped 'b' is right as a 'd')."""
+        if isinstance(y_pred, (tuple, list)):
+            y_pred, targets = y_pred
+            y = ops.argmax(targets, axis=-1)
+        return super().compute_metrics(x, y, y_pred, sample_weight)
 
     def add_noise(self, images):
         """Gaussian noise of a random strength for each image, from none to NOISE."""

@@ -101,21 +101,24 @@ def top5_accuracy(y_true, y_pred):
     return ops.cast(others_as_likely < 5, "float32")
 
 
-def sparse_crossentropy(label_smoothing):
-    """Cross-entropy on class indices from the model's probabilities, optionally smoothed (Keras' sparse loss
-    has no smoothing). Keras' own clips probabilities below at 1e-7, and where it cannot recover the logits
-    (always on JAX; on TensorFlow in every augmented training step, whose output is not the softmax's own) a
-    confident mistake, whose true class is below 1e-7, then gives no gradient at all; the floor here is
-    SMALLEST_PROBABILITY."""
-    def crossentropy(y_true, y_pred):
+def crossentropy(label_smoothing):
+    """Cross-entropy from the model's probabilities against class indices, or against target distributions (what
+    augment.Augmented teaches a flipped or mixed image), optionally smoothed. Keras' own clips probabilities
+    below at 1e-7, and where it cannot recover the logits (always on JAX; on TensorFlow in every augmented
+    training step, whose output is not the softmax's own) a confident mistake, whose true class is below 1e-7,
+    then gives no gradient at all; the floor here is SMALLEST_PROBABILITY."""
+    def loss(y_true, y_pred):
         y_pred = ops.cast(y_pred, "float32")
-        classes = ops.shape(y_pred)[-1]
-        targets = ops.one_hot(ops.cast(ops.reshape(y_true, (-1,)), "int32"), classes)
+        classes = y_pred.shape[-1]
+        if len(y_true.shape) == 2 and y_true.shape[-1] == classes:
+            targets = ops.cast(y_true, "float32")
+        else:
+            targets = ops.one_hot(ops.cast(ops.reshape(y_true, (-1,)), "int32"), classes)
         if label_smoothing:
             targets = targets * (1 - label_smoothing) + label_smoothing / classes
         return -ops.sum(targets * ops.log(ops.maximum(y_pred, SMALLEST_PROBABILITY)), axis=-1)
 
-    return crossentropy
+    return loss
 
 
 def optimizer(learning_rate, weight_decay=0.0, ema=0.0, clip_norm=0.0):
@@ -132,13 +135,13 @@ def optimizer(learning_rate, weight_decay=0.0, ema=0.0, clip_norm=0.0):
 
 def compile_model(model, learning_rate, jit_compile=False, steps_per_execution=1, label_smoothing=0.0,
                   weight_decay=0.0, ema=0.0, clip_norm=0.0):
-    """Adam (see optimizer) on sparse labels, optionally smoothed; accuracy, case-insensitive accuracy and top-5.
-    XLA only where asked: on CPUs it makes TensorFlow training several times slower (RESULTS.md)."""
+    """Adam (see optimizer) on class indices or target distributions (crossentropy), optionally smoothed;
+    accuracy, case-insensitive accuracy and top-5. XLA only where asked: on CPUs it makes TensorFlow training several times slower (RESULTS.md)."""
     model.compile(
         jit_compile=jit_compile,
         steps_per_execution=steps_per_execution,
         optimizer=optimizer(learning_rate, weight_decay, ema, clip_norm),
-        loss=sparse_crossentropy(label_smoothing),
+        loss=crossentropy(label_smoothing),
         metrics=["accuracy",
                  keras.metrics.MeanMetricWrapper(case_insensitive_accuracy, name="accuracy_ci"),
                  keras.metrics.MeanMetricWrapper(top5_accuracy, name="top5")],

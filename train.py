@@ -53,6 +53,7 @@ fraction = checkpoint.checked(float, lambda value: 0 < value < 1, "between 0 and
 smoothing = checkpoint.checked(float, lambda value: 0 <= value < 1, "at least 0 and below 1")
 decay = checkpoint.checked(float, lambda value: 0 <= value < 1, "at least 0 and below 1")
 clip_norm = checkpoint.checked(float, lambda value: value >= 0, "at least 0 (0: no clipping)")
+beta_parameter = checkpoint.checked(float, lambda value: value >= 0, "at least 0 (0: off)")
 momentum = checkpoint.checked(float, lambda value: value == 0 or 0.5 <= value < 1,
                              "0 (off), or at least 0.5 and below 1")
 
@@ -90,6 +91,13 @@ def parse_args(argv=None):
     parser.add_argument("--no-flip", dest="flip", action="store_false", help="augment without label-safe flips")
     parser.add_argument("--strong-augment", action="store_true",
                         help="also scale, shift, shear, colour, invert, blur and add noise (augment.py)")
+    parser.add_argument("--mixup", type=beta_parameter, default=0.0, metavar="ALPHA",
+                        help="blend each training image with another by a weight from Beta(ALPHA, ALPHA), and their "
+                             "labels alike (0: off, the original; 0.2 is usual)")
+    parser.add_argument("--cutmix", type=beta_parameter, default=0.0, metavar="ALPHA",
+                        help="paste a box of another training image into each, its area from Beta(ALPHA, ALPHA), "
+                             "the labels mixed by area (0: off, the original; 1 is usual); with --mixup, each image "
+                             "gets one of the two")
     parser.add_argument("--schedule", choices=("constant", "cosine"), default="constant",
                         help="learning rate: constant (the original), or one warm-up epoch then cosine decay")
     parser.add_argument("--no-mixed-precision", dest="mixed_precision", action="store_false",
@@ -542,7 +550,7 @@ def train_alone(args, run):
     with devices.scope():
         model = model_lib.build_model(image_size=args.image_size, weights=args.weights)
         trainer = augment.Augmented(model, augment=args.augment, flip=args.flip, strong=args.strong_augment,
-                                    seed=args.train_seed)
+                                    mixup=args.mixup, cutmix=args.cutmix, seed=args.train_seed)
     dataset = load_data(args)
     if args.batch_size > len(dataset.train_idx):
         raise data.DatasetError(f"--batch-size {args.batch_size} is larger than the {len(dataset.train_idx)} "

@@ -35,7 +35,7 @@ def gradient_norms(net, images, labels, batch_size, batches, label_smoothing=0.0
 
     if len(labels) < batch_size:
         raise SystemExit(f"error: --batch-size {batch_size} is more than the {len(labels)} training images")
-    loss_of = model_lib.sparse_crossentropy(label_smoothing)
+    loss_of = model_lib.crossentropy(label_smoothing)
     order = np.random.default_rng(seed).permutation(len(labels))
     norms = []
     for start in range(0, min(batches * batch_size, len(order) - batch_size + 1), batch_size):

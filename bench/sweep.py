@@ -49,6 +49,8 @@ RUNS = {
     "clip-fonts-s2": (CLIP + ["--train-seed", "2"], "fonts"),
     "clip-strong-s1": (CLIP + ["--strong-augment"], None),
     "clip-ema-s1": (CLIP + ["--ema", "0.999"], None),
+    "clip-mixup-s1": (CLIP + ["--mixup", "0.2"], None),
+    "clip-cutmix-s1": (CLIP + ["--cutmix", "1"], None),
     "clip-smooth-s2": (CLIP + ["--label-smoothing", "0.1", "--train-seed", "2"], None),
     "clip-all-s1": (CLIP + ALL_LEVERS, None),
     "clip-fonts-all-s1": (CLIP + ALL_LEVERS, "fonts"),

@@ -1,4 +1,4 @@
-"""augment.Augmented: the label-safe flip, rotation and contrast inside the training step."""
+"""augment.Augmented: the label-safe flip, rotation, contrast, mixup and cutmix inside the training step."""
 
 import os
 import subprocess
@@ -41,14 +41,13 @@ def test_flip_mask_flips_half_of_the_mirrorable_and_never_the_others():
         assert not flipped[labels == CHAR(char)].any()
 
 
-def test_a_mirrored_b_is_scored_as_a_b():
-    """The stand-in sees a 'd' in each flipped 'b'; read through the mirror, every answer is 'b' again."""
+def test_a_mirrored_b_is_taught_as_a_d():
+    """The stand-in sees a 'd' in each flipped 'b', and that is what the target of each flipped 'b' says."""
     images, labels = bars_on_the_left([CHAR("b")] * 400)
     model = augment.Augmented(BarSide(), rotation=0.0, contrast=0.0, seed=3)
-    seen = ops.convert_to_numpy(model.classifier(ops.cast(ops.flip(images, axis=2), "float32")))
-    assert (seen.argmax(axis=1) == CHAR("d")).all()  # what a flipped 'b' looks like to it
-    answers = ops.convert_to_numpy(model((images, labels), training=True)).argmax(axis=1)
-    assert (answers == CHAR("b")).all()
+    answers, targets = (ops.convert_to_numpy(t) for t in model((images, labels), training=True))
+    assert 0.4 < (answers.argmax(axis=1) == CHAR("d")).mean() < 0.6  # about half were flipped
+    np.testing.assert_array_equal(targets, answers)  # one-hot targets, each the answer of a right classifier
 
 
 def test_without_training_it_is_the_classifier_alone():
@@ -69,7 +68,7 @@ def test_rotation_and_contrast_change_the_pixels_only_when_augmenting(augmenting
     images = np.random.default_rng(0).integers(0, 256, (6, 16, 16, 3), dtype=np.uint8)
     labels = np.full(6, CHAR("R"), np.int32)  # never flipped: any change is rotation or contrast
     model = augment.Augmented(FirstPixels(), augment=augmenting)
-    seen = ops.convert_to_numpy(model((images, labels), training=True))
+    seen = ops.convert_to_numpy(model((images, labels), training=True)[0])
     assert seen.min() >= 0 and seen.max() <= 255
     assert np.array_equal(seen, images.reshape(6, -1)[:, : data.NUM_CLASSES]) != augmenting
 
@@ -84,12 +83,64 @@ def test_strong_augmentation_varies_each_image_within_the_pixel_range():
     images = np.repeat(np.random.default_rng(1).integers(0, 256, (1, 16, 16, 3), dtype=np.uint8), 8, axis=0)
     labels = np.full(8, CHAR("R"), np.int32)
     recipe, strong = (ops.convert_to_numpy(augment.Augmented(Seen(), strong=s, rotation=0.0, contrast=0.0)(
-        (images, labels), training=True)) for s in (False, True))
+        (images, labels), training=True)[0]) for s in (False, True))
     original = images.reshape(8, -1)[:, : data.NUM_CLASSES]
     np.testing.assert_array_equal(recipe, original)  # no rotation or contrast: nothing else changes
     assert strong.min() >= 0 and strong.max() <= 255
     assert len({row.tobytes() for row in strong}) == 8  # eight copies of one image, eight different results
     assert np.abs(strong - original).mean() > 5
+
+
+class Pixels(keras.layers.Layer):
+    """A stand-in classifier that answers with the images it is given."""
+
+    def call(self, images):
+        return images
+
+
+def one_grey_level_each(n):
+    """n images, each of one grey level, labelled with n different characters that are never flipped."""
+    levels = np.linspace(0, 250, n).astype(np.uint8)
+    images = np.broadcast_to(levels[:, None, None, None], (n, 16, 16, 3)).copy()
+    return images, np.array([CHAR(c) for c in "CEFGJKLNPRSZ"[:n]], np.int32)
+
+
+def mixed(images, labels, **mixing):
+    model = augment.Augmented(Pixels(), rotation=0.0, contrast=0.0, seed=5, **mixing)
+    pixels, targets = model((images, labels), training=True)
+    return ops.convert_to_numpy(pixels), ops.convert_to_numpy(targets)
+
+
+def test_mixup_blends_each_image_with_its_partner_and_the_labels_by_the_same_weight():
+    images, labels = one_grey_level_each(12)
+    pixels, targets = mixed(images, labels, mixup=0.4)
+    own, partner = images[:, 0, 0, 0].astype(float), images[::-1, 0, 0, 0].astype(float)
+    kept = targets[np.arange(12), labels]
+    np.testing.assert_allclose(targets.sum(axis=1), 1, rtol=1e-6)
+    np.testing.assert_allclose(targets[np.arange(12), labels[::-1]], 1 - kept, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(pixels[:, 5, 7, 1], kept * own + (1 - kept) * partner, rtol=1e-4, atol=1e-3)
+    assert (pixels == pixels[:, :1, :1, :1]).all()  # a blend, uniform as its images
+    assert len(np.unique(kept.round(3))) > 6  # a weight of its own for each image
+
+
+def test_cutmix_pastes_a_box_of_the_partner_and_labels_by_area():
+    images, labels = one_grey_level_each(12)
+    pixels, targets = mixed(images, labels, cutmix=1.0)
+    own, partner = images[:, :, :, 0], images[::-1, :, :, 0]
+    from_partner = (pixels[..., 0] == partner) & (own != partner)
+    assert ((pixels[..., 0] == own) | from_partner).all()
+    np.testing.assert_allclose(targets[np.arange(12), labels[::-1]], from_partner.mean(axis=(1, 2)), atol=1e-6)
+    for box in from_partner[from_partner.any(axis=(1, 2))]:
+        rows, columns = box.any(axis=1), box.any(axis=0)
+        assert box[np.ix_(rows, columns)].all() and box.sum() == rows.sum() * columns.sum()  # one rectangle
+    assert 0.2 < from_partner.mean() < 0.8
+
+
+def test_with_mixup_and_cutmix_each_image_gets_one_of_the_two():
+    images, labels = one_grey_level_each(12)
+    pixels, targets = mixed(images, labels, mixup=1.0, cutmix=1.0)
+    uniform = (pixels == pixels[:, :1, :1, :1]).all(axis=(1, 2, 3))
+    assert 0 < uniform.sum() < 12
 
 
 def test_on_jax_the_training_step_compiles():

@@ -274,7 +274,7 @@ def test_models_that_do_not_fit(trained, tmp_path):
     (["--image-size", "16"], "--image-size"), (["--resize", "crop"], "--resize"),
     (["--label-smoothing", "1"], "--label-smoothing"), (["--label-smoothing", "-0.1"], "--label-smoothing"),
     (["--weight-decay", "-0.1"], "--weight-decay"), (["--ema", "0.3"], "--ema"), (["--ema", "1"], "--ema"),
-    (["--clip-norm", "-1"], "--clip-norm"),
+    (["--clip-norm", "-1"], "--clip-norm"), (["--mixup", "-0.2"], "--mixup"), (["--cutmix", "-1"], "--cutmix"),
     (["--fonts"], "--fonts"),
 ])
 def test_bad_training_flags_stop_before_any_work(flags, message, capsys):
@@ -314,13 +314,15 @@ def test_offline_synthetic_training_renders_fonts_and_trains(tmp_path):
 
 def test_averaged_weights_are_the_ones_validated_and_saved(tmp_path, tiny_english):
     """With --ema the model saved is the moving average that validation scored, not the last weights: its
-    loss on the validation images is the history's val_loss (with weight decay and strong augmentation on)."""
+    loss on the validation images is the history's val_loss (with weight decay, strong augmentation, mixup and
+    cutmix on)."""
     result = run("train.py", "--data-dir", tiny_english, "--weights", "none", "--epochs", "1", "--ema", "0.9",
-                 "--weight-decay", "0.05", "--strong-augment", "--image-size", TEST_IMAGE_SIZE, "--batch-size", "16",
-                 cwd=tmp_path)
+                 "--weight-decay", "0.05", "--strong-augment", "--mixup", "0.2", "--cutmix", "1",
+                 "--image-size", TEST_IMAGE_SIZE, "--batch-size", "16", cwd=tmp_path)
     assert result.returncode == 0, result.stdout + result.stderr
     info = json.loads((tmp_path / "saved" / "model" / "model_new.json").read_text())
     assert info["training"]["ema"] == 0.9 and info["training"]["strong_augment"] is True
+    assert info["training"]["mixup"] == 0.2 and info["training"]["cutmix"] == 1.0
     net, _ = model.load_model(str(tmp_path / "saved" / "model" / "model_new.h5"))
     root, entries = data.split_set(str(tmp_path / "saved" / "split.json"), tiny_english)
     images, labels, _ = data.decode_images(root, entries, int(TEST_IMAGE_SIZE), data.DEFAULT_RESIZE, cache_dir=None)

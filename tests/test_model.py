@@ -40,12 +40,22 @@ def test_preprocessing_layer_matches_keras_resnet50_preprocess_input():
 def test_label_smoothing_moves_a_share_of_each_target_to_the_other_classes():
     probabilities = np.array([[0.7, 0.2, 0.1], [0.1, 0.1, 0.8]], np.float32)
     labels = np.array([0, 2])
-    plain = model_lib.sparse_crossentropy(0.0)(labels, probabilities)
+    plain = model_lib.crossentropy(0.0)(labels, probabilities)
     np.testing.assert_allclose(keras.ops.convert_to_numpy(plain), -np.log([0.7, 0.8]), rtol=1e-5)
     targets = np.full((2, 3), 0.1 / 3) + 0.9 * np.eye(3)[labels]
-    smoothed = model_lib.sparse_crossentropy(0.1)(labels, probabilities)
+    smoothed = model_lib.crossentropy(0.1)(labels, probabilities)
     np.testing.assert_allclose(keras.ops.convert_to_numpy(smoothed), -(targets * np.log(probabilities)).sum(1),
                                rtol=1e-5)
+
+
+def test_a_mixed_target_costs_the_mix_of_its_labels_costs():
+    """What a mixed image is taught (augment.Augmented.mix): 0.7 of class 0 and 0.3 of class 2, smoothed or not."""
+    probabilities = np.array([[0.6, 0.1, 0.3]], np.float32)
+    for smoothing in (0.0, 0.1):
+        loss = model_lib.crossentropy(smoothing)
+        mixed = loss(np.array([[0.7, 0.0, 0.3]], np.float32), probabilities)
+        parts = 0.7 * loss(np.array([0]), probabilities) + 0.3 * loss(np.array([2]), probabilities)
+        np.testing.assert_allclose(keras.ops.convert_to_numpy(mixed), keras.ops.convert_to_numpy(parts), rtol=1e-5)
 
 
 def test_a_confident_mistake_still_teaches():
@@ -54,7 +64,7 @@ def test_a_confident_mistake_still_teaches():
     logits = tf.Variable([[20.0, 0.0, 0.0]])
     with tf.GradientTape() as tape:
         probabilities = tf.identity(keras.activations.softmax(logits))  # what the training step sees: no logits
-        loss = model_lib.sparse_crossentropy(0.0)(np.array([1]), probabilities)
+        loss = model_lib.crossentropy(0.0)(np.array([1]), probabilities)
     expected = keras.ops.convert_to_numpy(probabilities) - np.eye(3)[[1]]
     np.testing.assert_allclose(tape.gradient(loss, logits).numpy(), expected, atol=1e-6)
     assert float(loss[0]) == pytest.approx(20.0, rel=1e-4)
