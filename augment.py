@@ -91,6 +91,7 @@ class Augmented(keras.Model):
         images = self.change_contrast(self.rotate(images, training=True), training=True)
         for layer in self.strong:
             images = layer(images, training=True)
+        images = ops.cast(images, "float32")  # under a mixed precision policy the layers answer in float16/bfloat16
         if self.strong:
             images = ops.clip(self.add_noise(images), 0.0, 255.0)
         return images, labels

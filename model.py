@@ -104,9 +104,8 @@ def top5_accuracy(y_true, y_pred):
 def crossentropy(label_smoothing):
     """Cross-entropy from the model's probabilities against class indices, or against target distributions (what
     augment.Augmented teaches a flipped or mixed image), optionally smoothed. Keras' own clips probabilities
-    below at 1e-7, and where it cannot recover the logits (always on JAX; on TensorFlow in every augmented
-    training step, whose output is not the softmax's own) a confident mistake, whose true class is below 1e-7,
-    then gives no gradient at all; the floor here is SMALLEST_PROBABILITY."""
+    below at 1e-7, and where it cannot recover the logits from the softmax (always on JAX) a confident mistake,
+    whose true class is below 1e-7, then gives no gradient at all; the floor here is SMALLEST_PROBABILITY."""
     def loss(y_true, y_pred):
         y_pred = ops.cast(y_pred, "float32")
         classes = y_pred.shape[-1]

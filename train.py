@@ -25,6 +25,7 @@ import csv
 import dataclasses
 import importlib
 import json
+import math
 import os
 import platform
 import shutil
@@ -53,7 +54,7 @@ fraction = checkpoint.checked(float, lambda value: 0 < value < 1, "between 0 and
 smoothing = checkpoint.checked(float, lambda value: 0 <= value < 1, "at least 0 and below 1")
 decay = checkpoint.checked(float, lambda value: 0 <= value < 1, "at least 0 and below 1")
 clip_norm = checkpoint.checked(float, lambda value: value >= 0, "at least 0 (0: no clipping)")
-beta_parameter = checkpoint.checked(float, lambda value: value >= 0, "at least 0 (0: off)")
+beta_parameter = checkpoint.checked(float, lambda value: 0 <= value < math.inf, "at least 0 (0: off) and finite")
 momentum = checkpoint.checked(float, lambda value: value == 0 or 0.5 <= value < 1,
                              "0 (off), or at least 0.5 and below 1")
 
@@ -116,6 +117,8 @@ def parse_args(argv=None):
     args = parser.parse_args(argv)
     parser.set_defaults(**{name: NOT_GIVEN for name in vars(args)})
     args.given = {name for name, value in vars(parser.parse_args(argv)).items() if value is not NOT_GIVEN}
+    if not args.augment and (args.strong_augment or args.mixup or args.cutmix):
+        parser.error("--strong-augment, --mixup and --cutmix add to the augmentation that --no-augment turns off")
     if args.train_seed is None:
         args.train_seed = args.seed
     args.output = os.path.abspath(args.output)  # the same file whatever folder a resumed run starts from

@@ -274,7 +274,8 @@ def test_models_that_do_not_fit(trained, tmp_path):
     (["--image-size", "16"], "--image-size"), (["--resize", "crop"], "--resize"),
     (["--label-smoothing", "1"], "--label-smoothing"), (["--label-smoothing", "-0.1"], "--label-smoothing"),
     (["--weight-decay", "-0.1"], "--weight-decay"), (["--ema", "0.3"], "--ema"), (["--ema", "1"], "--ema"),
-    (["--clip-norm", "-1"], "--clip-norm"), (["--mixup", "-0.2"], "--mixup"), (["--cutmix", "-1"], "--cutmix"),
+    (["--clip-norm", "-1"], "--clip-norm"), (["--mixup", "-0.2"], "--mixup"), (["--cutmix", "inf"], "--cutmix"),
+    (["--no-augment", "--mixup", "0.2"], "--no-augment"),
     (["--fonts"], "--fonts"),
 ])
 def test_bad_training_flags_stop_before_any_work(flags, message, capsys):
