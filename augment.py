@@ -5,7 +5,9 @@ shift and shear, brightness, saturation and hue, inverted polarity (light on dar
 sensor noise. mixup and cutmix (Beta parameters, 0: off) blend each image with another of the
 batch, or paste a box of the other into it, and teach the blend of their labels.
 
-Augmented wraps the classifier for model.fit on ((images, labels), labels). It runs on any Keras
+Augmented wraps the classifier for model.fit on ((images, labels), labels), or ((images, labels,
+targets), labels) where each training image has its own target distribution (distillation: a blend
+of the label and teachers' answers) instead of its label alone. It runs on any Keras
 backend with keras.ops and keras.random, so on an accelerator the training images can stay on the
 device and be augmented there, step after step, without a host round trip.
 
@@ -13,8 +15,8 @@ A horizontal flip changes some labels ('b' becomes 'd'), and mixing blends them,
 no labels. So Augmented takes the labels as a second input, flips only images whose mirror is a
 character (data.flip_targets), and in training returns (probabilities, targets): what the
 classifier answered and what it should have, a distribution over the classes (a mirrored 'b' is
-taught as a 'd'). Its compute_loss and compute_metrics use those targets. Validation and
-prediction see the classifier alone.
+taught as a 'd', and a given target distribution is mirrored alike). Its compute_loss and
+compute_metrics use those targets. Validation and prediction see the classifier alone.
 """
 
 import keras
@@ -42,7 +44,7 @@ def strong_layers(seed):
 
 class Augmented(keras.Model):
     """(classifier(augment(images)), targets) in training, classifier(images) otherwise; inputs (uint8 images,
-    labels).
+    labels) or (uint8 images, labels, target distributions).
 
     augment=False trains on the images as they are; flip=False augments without flipping; strong=True
     adds strong_layers; mixup, cutmix: see mix.
@@ -64,37 +66,39 @@ class Augmented(keras.Model):
             for layer in (self.rotate, *self.strong):
                 layer.supports_jit = True
         self.seed_generator = keras.random.SeedGenerator(seed + 2)
-        self.flip_targets = data.flip_targets().tolist()
+        targets = data.flip_targets()
+        self.flip_targets = targets.tolist()
+        self.mirror = [int(t) if t >= 0 else c for c, t in enumerate(targets)]  # a permutation: b<->d, p<->q
         self.built = True  # every variable exists now: the classifier's and the random generators'
 
     def call(self, inputs, training=False):
-        images, labels = inputs
+        images, labels, *targets = inputs
         images = ops.cast(images, "float32")
-        labels = ops.cast(ops.reshape(labels, (-1,)), "int32")
         if not training:
             return self.classifier(images, training=False)
+        labels = ops.cast(ops.reshape(labels, (-1,)), "int32")
+        targets = ops.cast(targets[0], "float32") if targets else ops.one_hot(labels, data.NUM_CLASSES)
         if self.augment:
-            images, labels = self.augmented(images, labels)
-        targets = ops.one_hot(labels, data.NUM_CLASSES)
+            images, targets = self.augmented(images, labels, targets)
         if self.augment and (self.mixup or self.cutmix):
             images, targets = self.mix(images, targets)
         return self.classifier(images, training=True), targets
 
-    def augmented(self, images, labels):
-        """The images flipped (half of those that may be, each then labelled as its mirror class), rotated,
-        contrasted and, when strong, changed by strong_layers and noise."""
+    def augmented(self, images, labels, targets):
+        """The images flipped (half of those that may be, their targets then mirrored: 'b' becomes 'd'), rotated,
+        contrasted and, when strong, changed by strong_layers and noise; and their targets."""
         if self.flip:
             flipped = self.flip_mask(labels)
             images = ops.where(flipped[:, None, None, None], ops.flip(images, axis=2), images)
-            mirror_classes = ops.take(ops.convert_to_tensor(self.flip_targets, dtype="int32"), labels)
-            labels = ops.where(flipped, mirror_classes, labels)
+            mirrored = ops.take(targets, ops.convert_to_tensor(self.mirror, dtype="int32"), axis=1)
+            targets = ops.where(flipped[:, None], mirrored, targets)
         images = self.change_contrast(self.rotate(images, training=True), training=True)
         for layer in self.strong:
             images = layer(images, training=True)
         images = ops.cast(images, "float32")  # under a mixed precision policy the layers answer in float16/bfloat16
         if self.strong:
             images = ops.clip(self.add_noise(images), 0.0, 255.0)
-        return images, labels
+        return images, targets
 
     def mix(self, images, targets):
         """Each image mixed with its partner, the image at the same place from the other end of the (shuffled)

@@ -364,6 +364,7 @@ def split_set(split_path, data_dir=None, part="val"):
 def fit_arguments(train, batch_size, validation=None, seed=SEED):
     """model.fit's data arguments for ((uint8 images, labels), labels) batches, as augment.Augmented
     takes them, from (images, labels) arrays: shuffled training batches, and validation batches if given.
+    A third training array, of target distributions (distillation), makes the inputs (images, labels, targets).
 
     TensorFlow: tf.data pipelines. Other backends: the arrays themselves, which Keras then holds in
     the backend's memory (an accelerator's, where there is one) and gathers each batch from there.
@@ -371,12 +372,15 @@ def fit_arguments(train, batch_size, validation=None, seed=SEED):
     import keras
 
     if keras.backend.backend() == "tensorflow":
-        arguments = {"x": make_dataset(*train, batch_size, training=True, seed=seed), "shuffle": False}  # it shuffles
+        images, labels, *targets = train
+        training = make_dataset(images, labels, batch_size, training=True, seed=seed,
+                                targets=targets[0] if targets else None)
+        arguments = {"x": training, "shuffle": False}  # it shuffles
         return {**arguments, "validation_data": make_dataset(*validation, batch_size)} if validation else arguments
 
-    def held_by_backend(images, labels):
-        images, labels = keras.ops.convert_to_tensor(images), keras.ops.convert_to_tensor(labels)
-        return (images, labels), labels
+    def held_by_backend(images, labels, *targets):
+        images, labels, *targets = (keras.ops.convert_to_tensor(array) for array in (images, labels, *targets))
+        return (images, labels, *targets), labels
 
     x, y = held_by_backend(*train)
     arguments = {"x": x, "y": y, "batch_size": batch_size, "shuffle": True}
@@ -385,13 +389,14 @@ def fit_arguments(train, batch_size, validation=None, seed=SEED):
     return arguments
 
 
-def make_dataset(images, labels, batch_size, training=False, seed=SEED):
-    """A tf.data pipeline of ((uint8 images, labels), labels) batches, shuffled when training, for
-    augment.Augmented on the TensorFlow backend."""
+def make_dataset(images, labels, batch_size, training=False, seed=SEED, targets=None):
+    """A tf.data pipeline of ((uint8 images, labels), labels) batches, or ((images, labels, targets), labels)
+    with targets, shuffled when training, for augment.Augmented on the TensorFlow backend."""
     import tensorflow as tf
 
     labels = labels.astype(np.int32)
-    ds = tf.data.Dataset.from_tensor_slices(((images, labels), labels))
+    inputs = (images, labels) if targets is None else (images, labels, targets)
+    ds = tf.data.Dataset.from_tensor_slices((inputs, labels))
     if training:
         ds = ds.shuffle(len(images), seed=seed, reshuffle_each_iteration=True)
     options = tf.data.Options()

@@ -135,7 +135,8 @@ def optimizer(learning_rate, weight_decay=0.0, ema=0.0, clip_norm=0.0):
 def compile_model(model, learning_rate, jit_compile=False, steps_per_execution=1, label_smoothing=0.0,
                   weight_decay=0.0, ema=0.0, clip_norm=0.0):
     """Adam (see optimizer) on class indices or target distributions (crossentropy), optionally smoothed;
-    accuracy, case-insensitive accuracy and top-5. XLA only where asked: on CPUs it makes TensorFlow training several times slower (RESULTS.md)."""
+    accuracy, case-insensitive accuracy and top-5. XLA only where asked: on CPUs it makes TensorFlow training
+    several times slower (RESULTS.md)."""
     model.compile(
         jit_compile=jit_compile,
         steps_per_execution=steps_per_execution,

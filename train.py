@@ -55,6 +55,7 @@ smoothing = checkpoint.checked(float, lambda value: 0 <= value < 1, "at least 0 
 decay = checkpoint.checked(float, lambda value: 0 <= value < 1, "at least 0 and below 1")
 clip_norm = checkpoint.checked(float, lambda value: value >= 0, "at least 0 (0: no clipping)")
 beta_parameter = checkpoint.checked(float, lambda value: 0 <= value < math.inf, "at least 0 (0: off) and finite")
+temperature = checkpoint.checked(float, lambda value: 0 < value < math.inf, "above 0 and finite")
 momentum = checkpoint.checked(float, lambda value: value == 0 or 0.5 <= value < 1,
                              "0 (off), or at least 0.5 and below 1")
 
@@ -99,6 +100,14 @@ def parse_args(argv=None):
                         help="paste a box of another training image into each, its area from Beta(ALPHA, ALPHA), "
                              "the labels mixed by area (0: off, the original; 1 is usual); with --mixup, each image "
                              "gets one of the two")
+    parser.add_argument("--teacher", action="append", metavar="MODEL",
+                        help="distil: teach each training image a blend of its label and the mean answer of the "
+                             "teachers, models saved by train.py that did not train on this run's validation "
+                             "images (repeat the flag for an ensemble)")
+    parser.add_argument("--teacher-weight", type=fraction, default=0.5,
+                        help="with --teacher, the teachers' share of each target")
+    parser.add_argument("--teacher-temperature", type=temperature, default=1.0,
+                        help="with --teacher, soften (above 1) the teachers' answers as a softmax of logits / T")
     parser.add_argument("--schedule", choices=("constant", "cosine"), default="constant",
                         help="learning rate: constant (the original), or one warm-up epoch then cosine decay")
     parser.add_argument("--no-mixed-precision", dest="mixed_precision", action="store_false",
@@ -115,15 +124,18 @@ def parse_args(argv=None):
     parser.add_argument("--output", default=checkpoint.DEFAULT_MODEL, help="where to write the best model (.h5)")
     parser.add_argument("--resume", action="store_true", help="continue the interrupted run from its last epoch")
     args = parser.parse_args(argv)
-    parser.set_defaults(**{name: NOT_GIVEN for name in vars(args)})
-    args.given = {name for name, value in vars(parser.parse_args(argv)).items() if value is not NOT_GIVEN}
+    parser.set_defaults(**{name: None if name == "teacher" else NOT_GIVEN for name in vars(args)})  # append: a list
+    args.given = {name for name, value in vars(parser.parse_args(argv)).items() if value not in (NOT_GIVEN, None)}
     if not args.augment and (args.strong_augment or args.mixup or args.cutmix):
         parser.error("--strong-augment, --mixup and --cutmix add to the augmentation that --no-augment turns off")
+    if not args.teacher and {"teacher_weight", "teacher_temperature"} & args.given:
+        parser.error("--teacher-weight and --teacher-temperature need --teacher")
     if args.train_seed is None:
         args.train_seed = args.seed
     args.output = os.path.abspath(args.output)  # the same file whatever folder a resumed run starts from
     args.data_dir = args.data_dir and os.path.abspath(args.data_dir)
     args.fonts = args.fonts and os.path.abspath(args.fonts)
+    args.teacher = args.teacher and [os.path.abspath(path) for path in args.teacher]
     return args
 
 
@@ -536,6 +548,50 @@ def raise_terminated(signum, frame):
     raise Terminated
 
 
+def distilled_targets(args, dataset):
+    """Each image's target for distillation (training images only): (1 - w) of its label and w of the teachers'
+    mean answer, softened by the temperature. A teacher must take this run's inputs, and must not have trained
+    on its validation images, or it would pass their labels on."""
+    import model as model_lib
+    import test as test_lib
+
+    validation = {dataset.paths[i] for i in dataset.val_idx}
+    images, labels = dataset.images[dataset.train_idx], dataset.labels[dataset.train_idx]
+    answers = []
+    for path in args.teacher:
+        teacher, info = model_lib.load_model(path)
+        if (info["image_size"], info["resize"]) != (args.image_size, args.resize):
+            raise checkpoint.UserError(f"--teacher {path} takes {info['image_size']} px images ({info['resize']}), "
+                                       f"this run {args.image_size} px ({args.resize})")
+        seen = validation & set(data.load_split(teacher_split(path, info))["train"])
+        if seen:
+            raise checkpoint.UserError(f"--teacher {path} trained on {len(seen)} of this run's validation images "
+                                       f"(first: {sorted(seen)[0]}): it would teach their labels")
+        print(f"Teacher {path}: answering the {len(images)} training images")
+        answers.append(test_lib.predict(teacher, images))
+    softened = np.mean(answers, axis=0) ** (1 / args.teacher_temperature)
+    softened /= softened.sum(axis=1, keepdims=True)
+    targets = np.zeros((len(dataset.images), softened.shape[1]), np.float32)  # rows of validation images unused
+    targets[dataset.train_idx] = (1 - args.teacher_weight) * np.eye(softened.shape[1])[labels] + \
+        args.teacher_weight * softened
+    return targets
+
+
+def teacher_split(path, info):
+    """The split a teacher trained on: <model>.split.json (shipped models), else the split file its JSON records,
+    found from where the model lies now (the JSON records both paths relative to one folder)."""
+    beside = os.path.splitext(path)[0] + ".split.json"
+    if os.path.exists(beside):
+        return beside
+    output, split = info.get("training", {}).get("output"), info.get("split", {}).get("path")
+    if output and split:
+        recorded = os.path.join(os.path.dirname(path), os.path.relpath(split, os.path.dirname(output) or os.curdir))
+        if os.path.exists(recorded):
+            return recorded
+    raise checkpoint.UserError(f"--teacher {path}: its split, which says which images it trained on, is not where "
+                               f"its JSON says (put a copy in {beside})")
+
+
 def train(args):
     run = resumed_run(args) if args.resume else None  # before anything reads the flags it may set
     check_outputs(args)
@@ -558,6 +614,7 @@ def train_alone(args, run):
     if args.batch_size > len(dataset.train_idx):
         raise data.DatasetError(f"--batch-size {args.batch_size} is larger than the {len(dataset.train_idx)} "
                                 "training images")
+    targets = [distilled_targets(args, dataset)] if args.teacher else []  # before this run's split replaces theirs
     start_or_resume(args, run, dataset)
     save_split(dataset, args)
     print(f"Training on {len(dataset.train_idx)} images, validating on {len(dataset.val_idx)} "
@@ -596,7 +653,7 @@ def train_alone(args, run):
     callbacks.append(keras.callbacks.LambdaCallback(
         on_epoch_end=held_from_signals(every_nth_epoch(save_backup, args.backup_every))))
     stopped_by = None
-    train_set = dataset.images[train_idx], dataset.labels[train_idx]
+    train_set = dataset.images[train_idx], dataset.labels[train_idx], *(rows[train_idx] for rows in targets)
     val_set = dataset.images[dataset.val_idx], dataset.labels[dataset.val_idx]
     previous_handler = signal.signal(signal.SIGTERM, raise_terminated)
     try:

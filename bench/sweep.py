@@ -5,9 +5,9 @@
 
 A small model leaves a GPU mostly idle, so the runs of RUNS go on side by side (--parallel at a
 time), in RUNS' order, each train.py in its own folder (CHARS74K_HOME), a run that starts from
-another's model once that one is done. A run that cannot finish before --minutes is not started;
-one still going then is stopped (SIGTERM: it keeps its best epoch so far, marked "stopped"; SIGKILL
-after --grace seconds).
+another's model, or distils others' (TEACHERS), once those are done. A run that cannot finish
+before --minutes is not started; one still going then is stopped (SIGTERM: it keeps its best epoch
+so far, marked "stopped"; SIGKILL after --grace seconds).
 Each finished GoodImg run is scored by bench/degraded.py. Written to --out: results.jsonl (a line
 a run: its train.py command, status, minutes, best epoch, speed, degraded scores), runs.tar.gz
 (each run's log, history, model JSON and answers) and the best run's model with float16 weights,
@@ -51,10 +51,12 @@ RUNS = {
     "clip-ema-s1": (CLIP + ["--ema", "0.999"], None),
     "clip-mixup-s1": (CLIP + ["--mixup", "0.2"], None),
     "clip-cutmix-s1": (CLIP + ["--cutmix", "1"], None),
+    "clip-distill-s1": (CLIP, None),
     "clip-smooth-s2": (CLIP + ["--label-smoothing", "0.1", "--train-seed", "2"], None),
     "clip-all-s1": (CLIP + ALL_LEVERS, None),
     "clip-fonts-all-s1": (CLIP + ALL_LEVERS, "fonts"),
 }
+TEACHERS = {"clip-distill-s1": ["clip-s2", "clip-s3"]}  # runs whose mean answer a run distils (--teacher)
 PEER = ["--batch", "128", "--epochs", "100", "--lr", "2e-3", "--aug", "--cosine", "--eval-every", "10",
         "--smooth", "0.1"]
 PRETRAINING_SHARE = 0.4  # of a GoodImg run's time that the font pretraining takes
@@ -74,7 +76,15 @@ def command_of(name, args):
         command += ["--data-dir", args.data_dir]
     if start_from:
         command += ["--weights", model_path(args, start_from)]
+    for teacher in TEACHERS.get(name, []):
+        command += ["--teacher", model_path(args, teacher)]
     return command + ["--output", model_path(args, name)]
+
+
+def needs(name):
+    """The runs whose models a run starts from or learns from."""
+    start_from = RUNS.get(name, ([], None))[1]
+    return ([start_from] if start_from else []) + TEACHERS.get(name, [])
 
 
 def pretrains(name):
@@ -153,8 +163,7 @@ class Sweep:
         return json.loads(scored.stdout.strip().splitlines()[-1])["sets"]
 
     def can_start(self, name):
-        start_from = RUNS.get(name, ([], None))[1]
-        if start_from and self.results.get(start_from, {}).get("status") != "done":
+        if any(self.results.get(needed, {}).get("status") != "done" for needed in needs(name)):
             return False
         return time.time() + self.expected_seconds(name) < self.deadline
 
@@ -164,8 +173,8 @@ class Sweep:
             for name in list(waiting):
                 if len(self.running) >= self.args.parallel:
                     break
-                if RUNS.get(name, ([], None))[1] in waiting + list(self.running):
-                    continue  # its starting model is still to be trained
+                if set(needs(name)) & set(waiting + list(self.running)):
+                    continue  # its starting model or a teacher is still to be trained
                 waiting.remove(name)
                 if not self.can_start(name):
                     self.results[name] = {"name": name, "status": "not started (no time, or its start failed)"}

@@ -51,6 +51,21 @@ def test_a_mirrored_b_is_taught_as_a_d():
     np.testing.assert_array_equal(targets, answers)  # one-hot targets, each the answer of a right classifier
 
 
+def test_a_target_distribution_given_is_mirrored_with_its_image():
+    """Distillation's targets (here 0.8 'b' and 0.2 'p'): a flipped 'b' is taught 0.8 'd' and 0.2 'q'."""
+    images, labels = bars_on_the_left([CHAR("b")] * 200)
+    given = np.zeros((200, data.NUM_CLASSES), np.float32)
+    given[:, CHAR("b")], given[:, CHAR("p")] = 0.8, 0.2
+    model = augment.Augmented(BarSide(), rotation=0.0, contrast=0.0, seed=3)
+    answers, targets = (ops.convert_to_numpy(t) for t in model((images, labels, given), training=True))
+    flipped = answers.argmax(axis=1) == CHAR("d")
+    assert 0.3 < flipped.mean() < 0.7
+    mirrored = np.zeros(data.NUM_CLASSES, np.float32)
+    mirrored[CHAR("d")], mirrored[CHAR("q")] = 0.8, 0.2
+    np.testing.assert_array_equal(targets[flipped], np.broadcast_to(mirrored, (flipped.sum(), data.NUM_CLASSES)))
+    np.testing.assert_array_equal(targets[~flipped], given[~flipped])
+
+
 def test_without_training_it_is_the_classifier_alone():
     images, labels = bars_on_the_left([CHAR("R")] * 4)
     model = augment.Augmented(BarSide())

@@ -112,7 +112,9 @@ def test_every_sweep_run_is_a_valid_train_py_command():
         assert parsed.output == os.path.abspath(os.path.join("W", name, "model.h5"))
         assert (parsed.data == "synthetic") == (parsed.fonts == os.path.abspath("F")) == (parsed.data_dir is None)
         assert start_from is None or parsed.weights == os.path.join("W", start_from, "model.h5")
-        assert start_from is None or list(sweep.RUNS).index(start_from) < list(sweep.RUNS).index(name)
+        assert all(list(sweep.RUNS).index(needed) < list(sweep.RUNS).index(name) for needed in sweep.needs(name))
+        teachers = [os.path.abspath(os.path.join("W", teacher, "model.h5")) for teacher in sweep.TEACHERS.get(name, [])]
+        assert (parsed.teacher or []) == teachers
     assert sweep.command_of("peer", args)[:3] == ["python", "gpu/peer_pytorch.py", "P"]
 
 

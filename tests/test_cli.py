@@ -15,6 +15,7 @@ import pytest
 from PIL import Image
 
 import augment
+import checkpoint
 import data
 import model
 import prepare
@@ -275,7 +276,7 @@ def test_models_that_do_not_fit(trained, tmp_path):
     (["--label-smoothing", "1"], "--label-smoothing"), (["--label-smoothing", "-0.1"], "--label-smoothing"),
     (["--weight-decay", "-0.1"], "--weight-decay"), (["--ema", "0.3"], "--ema"), (["--ema", "1"], "--ema"),
     (["--clip-norm", "-1"], "--clip-norm"), (["--mixup", "-0.2"], "--mixup"), (["--cutmix", "inf"], "--cutmix"),
-    (["--no-augment", "--mixup", "0.2"], "--no-augment"),
+    (["--no-augment", "--mixup", "0.2"], "--no-augment"), (["--teacher-weight", "0.3"], "need --teacher"),
     (["--fonts"], "--fonts"),
 ])
 def test_bad_training_flags_stop_before_any_work(flags, message, capsys):
@@ -313,23 +314,75 @@ def test_offline_synthetic_training_renders_fonts_and_trains(tmp_path):
                       "no such folder")
 
 
-def test_averaged_weights_are_the_ones_validated_and_saved(tmp_path, tiny_english):
+def test_averaged_weights_are_the_ones_validated_and_saved(trained, tmp_path, tiny_english):
     """With --ema the model saved is the moving average that validation scored, not the last weights: its
-    loss on the validation images is the history's val_loss (with weight decay, strong augmentation, mixup and
-    cutmix on)."""
+    loss on the validation images is the history's val_loss (with weight decay, strong augmentation, mixup,
+    cutmix and a teacher on)."""
+    teacher = trained[0] / "saved" / "model" / "model_new.h5"
     result = run("train.py", "--data-dir", tiny_english, "--weights", "none", "--epochs", "1", "--ema", "0.9",
                  "--weight-decay", "0.05", "--strong-augment", "--mixup", "0.2", "--cutmix", "1",
-                 "--image-size", TEST_IMAGE_SIZE, "--batch-size", "16", cwd=tmp_path)
+                 "--teacher", teacher, "--image-size", TEST_IMAGE_SIZE, "--batch-size", "16", cwd=tmp_path)
     assert result.returncode == 0, result.stdout + result.stderr
+    assert f"Teacher {teacher}: answering the 186 training images" in result.stdout
     info = json.loads((tmp_path / "saved" / "model" / "model_new.json").read_text())
     assert info["training"]["ema"] == 0.9 and info["training"]["strong_augment"] is True
     assert info["training"]["mixup"] == 0.2 and info["training"]["cutmix"] == 1.0
+    assert info["training"]["teacher"] == [str(teacher)] and info["training"]["teacher_weight"] == 0.5
     net, _ = model.load_model(str(tmp_path / "saved" / "model" / "model_new.h5"))
     root, entries = data.split_set(str(tmp_path / "saved" / "split.json"), tiny_english)
     images, labels, _ = data.decode_images(root, entries, int(TEST_IMAGE_SIZE), data.DEFAULT_RESIZE, cache_dir=None)
     probabilities = net.predict(images.astype(np.float32), verbose=0)
     loss = -np.mean(np.log(np.maximum(probabilities[np.arange(len(labels)), labels], model.SMALLEST_PROBABILITY)))
     assert loss == pytest.approx(info["metrics"]["val_loss"], rel=1e-3)
+
+
+def teacher_and_split(trained):
+    teacher = str(trained[0] / "saved" / "model" / "model_new.h5")
+    split = data.load_split(str(trained[0] / "saved" / "split.json"))
+    return teacher, split
+
+
+def distillation_run(teacher, train_paths, val_paths, *flags):
+    paths = train_paths + val_paths
+    labels = np.array([data.CLASS_NAMES.index(path.split("/")[0]) for path in paths])
+    images = np.random.default_rng(0).integers(0, 256, (len(paths), 32, 32, 3), dtype=np.uint8)
+    dataset = train.TrainingData("", images, labels, paths, np.arange(len(train_paths)),
+                                 np.arange(len(train_paths), len(paths)), "")
+    args = train.parse_args(["--teacher", teacher, "--image-size", TEST_IMAGE_SIZE, *flags])
+    return dataset, train.distilled_targets(args, dataset)
+
+
+def test_distillation_teaches_a_blend_of_the_label_and_the_teachers_answer(trained):
+    teacher, split = teacher_and_split(trained)
+    dataset, targets = distillation_run(teacher, split["train"], split["val"], "--teacher-weight", "0.3")
+    train_rows, labels = targets[dataset.train_idx], dataset.labels[dataset.train_idx]
+    answers = test.predict(model.load_model(teacher)[0], dataset.images[dataset.train_idx])
+    np.testing.assert_allclose(train_rows, 0.7 * np.eye(data.NUM_CLASSES)[labels] + 0.3 * answers, atol=1e-5)
+
+
+def test_a_teacher_that_trained_on_the_validation_images_is_refused(trained):
+    teacher, split = teacher_and_split(trained)
+    with pytest.raises(checkpoint.UserError, match="trained on 2 of this run's validation images"):
+        distillation_run(teacher, split["train"][2:], split["val"] + split["train"][:2])
+
+
+@pytest.mark.parametrize("output, split, where", [
+    ("saved/model/model_new.h5", "saved/split.json", "saved/split.json"),  # a project, moved since
+    ("model.h5", "saved/split.json", "saved/split.json"),  # bench/sweep.py's runs
+    ("../../elsewhere/saved/model/model_new.h5", "../../elsewhere/saved/split.json", "saved/split.json"),
+])
+def test_a_teachers_split_is_found_from_where_its_json_says(tmp_path, output, split, where):
+    teacher = tmp_path / "home" / output.replace("../../elsewhere/", "")
+    info = {"training": {"output": output}, "split": {"path": split}}
+    teacher.parent.mkdir(parents=True)
+    with pytest.raises(checkpoint.UserError, match="is not where its JSON says"):
+        train.teacher_split(str(teacher), info)
+    (tmp_path / "home" / where).parent.mkdir(parents=True, exist_ok=True)
+    (tmp_path / "home" / where).write_text("{}")
+    assert os.path.samefile(train.teacher_split(str(teacher), info), tmp_path / "home" / where)
+    beside = teacher.with_suffix(".split.json")
+    beside.write_text("{}")
+    assert train.teacher_split(str(teacher), info) == str(beside)
 
 
 def network_reaches(host):
