@@ -77,12 +77,19 @@ class Augmented(keras.Model):
         if not training:
             return self.classifier(images, training=False)
         labels = ops.cast(ops.reshape(labels, (-1,)), "int32")
-        targets = ops.cast(targets[0], "float32") if targets else ops.one_hot(labels, data.NUM_CLASSES)
+        targets = self.distributions(targets[0]) if targets else ops.one_hot(labels, data.NUM_CLASSES)
         if self.augment:
             images, targets = self.augmented(images, labels, targets)
         if self.augment and (self.mixup or self.cutmix):
             images, targets = self.mix(images, targets)
         return self.classifier(images, training=True), targets
+
+    @staticmethod
+    def distributions(targets):
+        """Given targets in float32, summing to 1 again: under a mixed precision policy Keras hands a model its
+        float inputs in 16 bits."""
+        targets = ops.cast(targets, "float32")
+        return targets / ops.sum(targets, axis=-1, keepdims=True)
 
     def augmented(self, images, labels, targets):
         """The images flipped (half of those that may be, their targets then mirrored: 'b' becomes 'd'), rotated,

@@ -128,7 +128,7 @@ def parse_args(argv=None):
     args.given = {name for name, value in vars(parser.parse_args(argv)).items() if value not in (NOT_GIVEN, None)}
     if not args.augment and (args.strong_augment or args.mixup or args.cutmix):
         parser.error("--strong-augment, --mixup and --cutmix add to the augmentation that --no-augment turns off")
-    if not args.teacher and {"teacher_weight", "teacher_temperature"} & args.given:
+    if not (args.teacher or args.resume) and {"teacher_weight", "teacher_temperature"} & args.given:
         parser.error("--teacher-weight and --teacher-temperature need --teacher")
     if args.train_seed is None:
         args.train_seed = args.seed
@@ -550,26 +550,20 @@ def raise_terminated(signum, frame):
 
 def distilled_targets(args, dataset):
     """Each image's target for distillation (training images only): (1 - w) of its label and w of the teachers'
-    mean answer, softened by the temperature. A teacher must take this run's inputs, and must not have trained
-    on its validation images, or it would pass their labels on."""
+    mean answer, softened by the temperature (a softmax of log(mean) / T)."""
     import model as model_lib
     import test as test_lib
 
-    validation = {dataset.paths[i] for i in dataset.val_idx}
     images, labels = dataset.images[dataset.train_idx], dataset.labels[dataset.train_idx]
     answers = []
-    for path in args.teacher:
-        teacher, info = model_lib.load_model(path)
-        if (info["image_size"], info["resize"]) != (args.image_size, args.resize):
-            raise checkpoint.UserError(f"--teacher {path} takes {info['image_size']} px images ({info['resize']}), "
-                                       f"this run {args.image_size} px ({args.resize})")
-        seen = validation & set(data.load_split(teacher_split(path, info))["train"])
-        if seen:
-            raise checkpoint.UserError(f"--teacher {path} trained on {len(seen)} of this run's validation images "
-                                       f"(first: {sorted(seen)[0]}): it would teach their labels")
-        print(f"Teacher {path}: answering the {len(images)} training images")
-        answers.append(test_lib.predict(teacher, images))
-    softened = np.mean(answers, axis=0) ** (1 / args.teacher_temperature)
+    with without_distribution():
+        for path in args.teacher:
+            teacher, info = model_lib.load_model(path)
+            check_teacher(path, info, args, dataset)
+            print(f"Teacher {path}: answering the {len(images)} training images")
+            answers.append(test_lib.predict(teacher, images))
+    logits = np.log(np.maximum(np.mean(answers, axis=0, dtype=np.float64), 1e-30)) / args.teacher_temperature
+    softened = np.exp(logits - logits.max(axis=1, keepdims=True))
     softened /= softened.sum(axis=1, keepdims=True)
     targets = np.zeros((len(dataset.images), softened.shape[1]), np.float32)  # rows of validation images unused
     targets[dataset.train_idx] = (1 - args.teacher_weight) * np.eye(softened.shape[1])[labels] + \
@@ -577,17 +571,54 @@ def distilled_targets(args, dataset):
     return targets
 
 
+@contextlib.contextmanager
+def without_distribution():
+    """Keras' distribution off (several JAX processes): each process wants the teachers' answers whole."""
+    import keras
+
+    distribution = keras.distribution.distribution()
+    keras.distribution.set_distribution(None)
+    try:
+        yield
+    finally:
+        keras.distribution.set_distribution(distribution)
+
+
+def check_teacher(path, info, args, dataset):
+    """Refuse a teacher that is this run's own output, that takes other inputs or classes, or that trained on
+    this run's validation images (it would pass their labels on)."""
+    if os.path.abspath(path) == args.output:
+        raise checkpoint.UserError(f"--teacher {path} is this run's --output, which training overwrites")
+    if (info["image_size"], info["resize"], info["class_names"]) != (args.image_size, args.resize, data.CLASS_NAMES):
+        raise checkpoint.UserError(f"--teacher {path} takes {info['image_size']} px images ({info['resize']}) of "
+                                   f"{len(info['class_names'])} classes; this run {args.image_size} px ({args.resize}) "
+                                   f"of {data.NUM_CLASSES}")
+    if info["data"]["source"] != args.data:
+        return  # rendered fonts and GoodImg photographs share file names, not images
+    split_path = teacher_split(path, info)
+    split = data.load_split(split_path)
+    recorded = info["split"]
+    if (split.get("seed"), split.get("val_fraction"), len(split.get("train", []))) != \
+            (recorded["seed"], recorded["val_fraction"], recorded["n_train"]):
+        raise checkpoint.UserError(f"--teacher {path}: {split_path} is not the split it trained on (another run "
+                                   f"has replaced it): put its own in {os.path.splitext(path)[0]}.split.json")
+    seen = {dataset.paths[i] for i in dataset.val_idx} & set(split["train"])
+    if seen:
+        raise checkpoint.UserError(f"--teacher {path} trained on {len(seen)} of this run's validation images "
+                                   f"(first: {sorted(seen)[0]}): it would teach their labels")
+
+
 def teacher_split(path, info):
     """The split a teacher trained on: <model>.split.json (shipped models), else the split file its JSON records,
-    found from where the model lies now (the JSON records both paths relative to one folder)."""
+    found from where the model lies now (the JSON records both paths relative to its project's folder)."""
     beside = os.path.splitext(path)[0] + ".split.json"
     if os.path.exists(beside):
         return beside
-    output, split = info.get("training", {}).get("output"), info.get("split", {}).get("path")
-    if output and split:
-        recorded = os.path.join(os.path.dirname(path), os.path.relpath(split, os.path.dirname(output) or os.curdir))
-        if os.path.exists(recorded):
-            return recorded
+    output, split = info["training"].get("output"), info["split"].get("path")
+    if output and split and not os.path.isabs(output) and not output.startswith(os.pardir):
+        project = os.path.join(os.path.dirname(path), os.path.relpath(os.curdir, os.path.dirname(output) or os.curdir))
+        if os.path.exists(os.path.join(project, split)):
+            return os.path.normpath(os.path.join(project, split))
     raise checkpoint.UserError(f"--teacher {path}: its split, which says which images it trained on, is not where "
                                f"its JSON says (put a copy in {beside})")
 

@@ -277,6 +277,7 @@ def test_models_that_do_not_fit(trained, tmp_path):
     (["--weight-decay", "-0.1"], "--weight-decay"), (["--ema", "0.3"], "--ema"), (["--ema", "1"], "--ema"),
     (["--clip-norm", "-1"], "--clip-norm"), (["--mixup", "-0.2"], "--mixup"), (["--cutmix", "inf"], "--cutmix"),
     (["--no-augment", "--mixup", "0.2"], "--no-augment"), (["--teacher-weight", "0.3"], "need --teacher"),
+    (["--teacher", "t.h5", "--teacher-temperature", "0"], "--teacher-temperature"),
     (["--fonts"], "--fonts"),
 ])
 def test_bad_training_flags_stop_before_any_work(flags, message, capsys):
@@ -342,44 +343,62 @@ def teacher_and_split(trained):
     return teacher, split
 
 
-def distillation_run(teacher, train_paths, val_paths, *flags):
-    paths = train_paths + val_paths
+def distillation_run(teachers, train_paths, val_paths, *flags):
+    """train.distilled_targets for a dataset of these paths (random images), training and validation
+    images interleaved."""
+    paths = [path for pair in zip(train_paths, val_paths) for path in pair] + train_paths[len(val_paths):]
     labels = np.array([data.CLASS_NAMES.index(path.split("/")[0]) for path in paths])
     images = np.random.default_rng(0).integers(0, 256, (len(paths), 32, 32, 3), dtype=np.uint8)
-    dataset = train.TrainingData("", images, labels, paths, np.arange(len(train_paths)),
-                                 np.arange(len(train_paths), len(paths)), "")
-    args = train.parse_args(["--teacher", teacher, "--image-size", TEST_IMAGE_SIZE, *flags])
+    val_idx = np.array([paths.index(path) for path in val_paths])
+    dataset = train.TrainingData("", images, labels, paths, np.setdiff1d(np.arange(len(paths)), val_idx), val_idx,
+                                 "")
+    args = train.parse_args([*(f for teacher in teachers for f in ("--teacher", teacher)),
+                             "--image-size", TEST_IMAGE_SIZE, *flags])
     return dataset, train.distilled_targets(args, dataset)
 
 
-def test_distillation_teaches_a_blend_of_the_label_and_the_teachers_answer(trained):
+def test_distillation_teaches_a_blend_of_the_label_and_the_teachers_softened_answer(trained):
     teacher, split = teacher_and_split(trained)
-    dataset, targets = distillation_run(teacher, split["train"], split["val"], "--teacher-weight", "0.3")
+    dataset, targets = distillation_run([teacher, teacher], split["train"], split["val"], "--teacher-weight", "0.3",
+                                        "--teacher-temperature", "2")
     train_rows, labels = targets[dataset.train_idx], dataset.labels[dataset.train_idx]
     answers = test.predict(model.load_model(teacher)[0], dataset.images[dataset.train_idx])
-    np.testing.assert_allclose(train_rows, 0.7 * np.eye(data.NUM_CLASSES)[labels] + 0.3 * answers, atol=1e-5)
+    softened = np.sqrt(answers) / np.sqrt(answers).sum(axis=1, keepdims=True)  # a softmax of logits / 2
+    np.testing.assert_allclose(train_rows, 0.7 * np.eye(data.NUM_CLASSES)[labels] + 0.3 * softened, atol=1e-5)
+    assert not targets[dataset.val_idx].any()
 
 
 def test_a_teacher_that_trained_on_the_validation_images_is_refused(trained):
     teacher, split = teacher_and_split(trained)
     with pytest.raises(checkpoint.UserError, match="trained on 2 of this run's validation images"):
-        distillation_run(teacher, split["train"][2:], split["val"] + split["train"][:2])
+        distillation_run([teacher], split["train"][2:], split["val"] + split["train"][:2])
 
 
-@pytest.mark.parametrize("output, split, where", [
-    ("saved/model/model_new.h5", "saved/split.json", "saved/split.json"),  # a project, moved since
-    ("model.h5", "saved/split.json", "saved/split.json"),  # bench/sweep.py's runs
-    ("../../elsewhere/saved/model/model_new.h5", "../../elsewhere/saved/split.json", "saved/split.json"),
-])
-def test_a_teachers_split_is_found_from_where_its_json_says(tmp_path, output, split, where):
-    teacher = tmp_path / "home" / output.replace("../../elsewhere/", "")
-    info = {"training": {"output": output}, "split": {"path": split}}
+def test_a_teacher_whose_split_was_replaced_or_that_is_the_output_is_refused(trained, tmp_path):
+    teacher, split = teacher_and_split(trained)
+    copy = tmp_path / "teacher.h5"
+    shutil.copy(teacher, copy)
+    shutil.copy(checkpoint.info_path(teacher), checkpoint.info_path(str(copy)))
+    (tmp_path / "teacher.split.json").write_text(json.dumps({**split, "seed": 5}))
+    with pytest.raises(checkpoint.UserError, match="is not the split it trained on"):
+        distillation_run([str(copy)], split["train"], split["val"])
+    with pytest.raises(checkpoint.UserError, match="is this run's --output"):
+        distillation_run([teacher], split["train"], split["val"], "--output", teacher)
+
+
+@pytest.mark.parametrize("output", ["saved/model/model_new.h5", "model.h5", "runs/a/model.h5"])
+def test_a_teachers_split_is_found_from_where_its_json_says(tmp_path, monkeypatch, output):
+    """Wherever its project has moved, and from whatever folder train.py starts."""
+    teacher = tmp_path / "moved" / output
+    info = {"training": {"output": output}, "split": {"path": "saved/split.json"}}
     teacher.parent.mkdir(parents=True)
+    monkeypatch.chdir(teacher.parent)
     with pytest.raises(checkpoint.UserError, match="is not where its JSON says"):
         train.teacher_split(str(teacher), info)
-    (tmp_path / "home" / where).parent.mkdir(parents=True, exist_ok=True)
-    (tmp_path / "home" / where).write_text("{}")
-    assert os.path.samefile(train.teacher_split(str(teacher), info), tmp_path / "home" / where)
+    split = tmp_path / "moved" / "saved" / "split.json"
+    split.parent.mkdir(parents=True, exist_ok=True)
+    split.write_text("{}")
+    assert train.teacher_split(str(teacher), info) == str(split)
     beside = teacher.with_suffix(".split.json")
     beside.write_text("{}")
     assert train.teacher_split(str(teacher), info) == str(beside)

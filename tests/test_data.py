@@ -221,6 +221,19 @@ def test_tensorflow_pipeline_batches_uint8_images_with_their_labels_as_input_and
     np.testing.assert_array_equal(np.concatenate([x for (x, _), _ in in_order]), images)
 
 
+def test_tensorflow_pipeline_keeps_each_images_target_distribution_beside_it():
+    """Distillation's third input: shuffled with its image and label."""
+    images = np.arange(10, dtype=np.uint8)[:, None, None, None] * np.ones((1, 4, 4, 3), np.uint8)
+    labels = np.arange(10, dtype=np.int32)
+    targets = np.eye(10, 62, dtype=np.float32) * 0.5 + 0.5 / 62
+    fit = data.fit_arguments((images, labels, targets), 4, (images, labels))
+    for (x, x_labels, x_targets), y in fit["x"]:
+        np.testing.assert_array_equal(x.numpy()[:, 0, 0, 0], y.numpy())
+        np.testing.assert_array_equal(x_targets.numpy(), targets[y.numpy()])
+    (_, *rest), _ = next(iter(fit["validation_data"]))
+    assert len(rest) == 1  # validation: images and labels only
+
+
 def test_synthetic_renders_every_class_in_the_official_layout(tmp_path):
     root = prepare.render_synthetic(str(tmp_path / "synthetic"), per_class=2, seed=5, log=lambda m: None)
     entries = data.list_images(root)
