@@ -80,8 +80,8 @@ class Augmented(keras.Model):
         targets = self.distributions(targets[0]) if targets else ops.one_hot(labels, data.NUM_CLASSES)
         if self.augment:
             images, targets = self.augmented(images, labels, targets)
-        if self.augment and (self.mixup or self.cutmix):
-            images, targets = self.mix(images, targets)
+            if self.mixup or self.cutmix:
+                images, targets = self.mix(images, targets)
         return self.classifier(images, training=True), targets
 
     @staticmethod

@@ -125,9 +125,14 @@ def info_path(model_path):
     return os.path.splitext(model_path)[0] + ".json"
 
 
+def split_beside(model_path):
+    """<model>.split.json: where a model that travels without its saved/ folder (a shipped one) keeps its split."""
+    return os.path.splitext(model_path)[0] + ".split.json"
+
+
 def split_of(model_path):
     """The split a model was measured on: <model>.split.json if it has one (shipped models), else saved/split.json."""
-    beside = os.path.splitext(model_path)[0] + ".split.json"
+    beside = split_beside(model_path)
     return beside if os.path.exists(beside) else SPLIT_PATH
 
 

@@ -562,7 +562,8 @@ def distilled_targets(args, dataset):
             check_teacher(path, info, args, dataset)
             print(f"Teacher {path}: answering the {len(images)} training images")
             answers.append(test_lib.predict(teacher, images))
-    logits = np.log(np.maximum(np.mean(answers, axis=0, dtype=np.float64), 1e-30)) / args.teacher_temperature
+    mean = np.mean(answers, axis=0, dtype=np.float64)
+    logits = np.log(np.maximum(mean, model_lib.SMALLEST_PROBABILITY)) / args.teacher_temperature
     softened = np.exp(logits - logits.max(axis=1, keepdims=True))
     softened /= softened.sum(axis=1, keepdims=True)
     targets = np.zeros((len(dataset.images), softened.shape[1]), np.float32)  # rows of validation images unused
@@ -601,7 +602,7 @@ def check_teacher(path, info, args, dataset):
     if (split.get("seed"), split.get("val_fraction"), len(split.get("train", []))) != \
             (recorded["seed"], recorded["val_fraction"], recorded["n_train"]):
         raise checkpoint.UserError(f"--teacher {path}: {split_path} is not the split it trained on (another run "
-                                   f"has replaced it): put its own in {os.path.splitext(path)[0]}.split.json")
+                                   f"has replaced it): put its own in {checkpoint.split_beside(path)}")
     seen = {dataset.paths[i] for i in dataset.val_idx} & set(split["train"])
     if seen:
         raise checkpoint.UserError(f"--teacher {path} trained on {len(seen)} of this run's validation images "
@@ -611,7 +612,7 @@ def check_teacher(path, info, args, dataset):
 def teacher_split(path, info):
     """The split a teacher trained on: <model>.split.json (shipped models), else the split file its JSON records,
     found from where the model lies now (the JSON records both paths relative to its project's folder)."""
-    beside = os.path.splitext(path)[0] + ".split.json"
+    beside = checkpoint.split_beside(path)
     if os.path.exists(beside):
         return beside
     output, split = info["training"].get("output"), info["split"].get("path")
