@@ -46,7 +46,7 @@ LEARNING_RATE = 1e-3
 
 
 NOT_GIVEN = object()
-RUN_PATH = os.path.join(checkpoint.BACKUP_DIR, "run.json")  # the settings and data of the run being backed up
+RUN_PATH = os.path.join(checkpoint.BACKUP_DIR, "run.json")  # the settings of the run being backed up
 DEVICE_FLAGS = ("mixed_precision", "xla", "steps_per_execution", "backup_every")  # a resumed run may change these
 
 image_size = checkpoint.checked(int, lambda value: value >= 32, "at least 32 (ResNet50's smallest input)")
@@ -462,7 +462,7 @@ def resumed_run(args):
 
 def start_or_resume(args, run, dataset):
     """Keep the backup and history of the run being resumed; else forget them and record this run."""
-    if run and run["fingerprint"] != dataset.fingerprint:
+    if run and split_changed(dataset):
         raise data.DatasetError(f"the images in {dataset.root} changed since the interrupted run began, and its "
                                 "split would now validate on images it trained on: start over without --resume")
     if args.resume and run is None and os.path.exists(os.path.join(checkpoint.BACKUP_DIR, "training_metadata.json")):
@@ -474,7 +474,18 @@ def start_or_resume(args, run, dataset):
     shutil.rmtree(checkpoint.BACKUP_DIR, ignore_errors=True)
     if os.path.exists(checkpoint.HISTORY_PATH):
         os.remove(checkpoint.HISTORY_PATH)
-    checkpoint.write_json(RUN_PATH, {"settings": settings(args), "fingerprint": dataset.fingerprint})
+    checkpoint.write_json(RUN_PATH, {"settings": settings(args)})
+
+
+def split_changed(dataset):
+    """Whether the images now split otherwise than in saved/split.json, which the interrupted run wrote when it
+    began: compared by name, so that a dataset copied or extracted again (new file times) resumes."""
+    try:
+        began = data.load_split()
+        return (began["train"], began["val"]) != ([dataset.paths[i] for i in dataset.train_idx],
+                                                  [dataset.paths[i] for i in dataset.val_idx])
+    except (data.DatasetError, OSError, ValueError, KeyError):
+        return True
 
 
 def history_restored(trainer):
