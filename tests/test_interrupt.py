@@ -123,7 +123,6 @@ def test_sigterm_then_resume_with_the_run_settings_a_damaged_backup_and_history(
     for image in (tmp_path / "English").rglob("*.png"):
         os.utime(image)  # the same images extracted again: new file times, the same split
 
-
     (tmp_path / "saved" / "backup" / "latest.weights.h5").write_bytes(b"cut short")
     with open(tmp_path / "saved" / "history.csv", "a") as f:
         f.write("2,0.03,")  # a line cut short
