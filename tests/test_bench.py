@@ -115,6 +115,7 @@ def test_every_sweep_run_is_a_valid_train_py_command():
         assert all(list(sweep.RUNS).index(needed) < list(sweep.RUNS).index(name) for needed in sweep.needs(name))
         teachers = [os.path.abspath(os.path.join("W", teacher, "model.h5")) for teacher in sweep.TEACHERS.get(name, [])]
         assert (parsed.teacher or []) == teachers
+        assert not teachers or parsed.teacher_temperature == 4  # RESULTS.md: T = 1 teaches little beyond the labels
     assert sweep.command_of("peer", args)[:3] == ["python", "gpu/peer_pytorch.py", "P"]
 
 
