@@ -35,9 +35,6 @@ RECIPE = ["--weights", "none", "--epochs", "100", "--schedule", "cosine", "--bat
 CLIP = ["--clip-norm", "1.0"]
 FONT_PRETRAINING = ["--data", "synthetic", "--synthetic-per-class", "300", "--epochs", "10"]
 ALL_LEVERS = ["--label-smoothing", "0.1", "--strong-augment", "--ema", "0.999", "--weight-decay", "0.05"]
-# T = 4: at T = 1 a teacher's answers on its own training images are almost the labels ("Choosing the distillation
-# temperature" in RESULTS.md).
-DISTIL = ["--teacher-temperature", "4"]
 # name: (flags after RECIPE, the run whose model it starts from), in the order they are started.
 RUNS = {
     "clip-s1": (CLIP, None),
@@ -54,14 +51,17 @@ RUNS = {
     "clip-ema-s1": (CLIP + ["--ema", "0.999"], None),
     "clip-mixup-s1": (CLIP + ["--mixup", "0.2"], None),
     "clip-cutmix-s1": (CLIP + ["--cutmix", "1"], None),
-    "clip-distill-s1": (CLIP + DISTIL, None),
-    "clip-distill-s2": (CLIP + DISTIL + ["--train-seed", "2"], None),
-    "clip-fonts-distill-s1": (CLIP + DISTIL, "fonts"),
+    "clip-distill-s1": (CLIP, None),
+    "clip-distill-s2": (CLIP + ["--train-seed", "2"], None),
+    "clip-fonts-distill-s1": (CLIP, "fonts"),
     "clip-smooth-s2": (CLIP + ["--label-smoothing", "0.1", "--train-seed", "2"], None),
     "clip-all-s1": (CLIP + ALL_LEVERS, None),
     "clip-fonts-all-s1": (CLIP + ALL_LEVERS, "fonts"),
 }
-TEACHERS = {name: ["clip-s2", "clip-s3"] for name in ("clip-distill-s1", "clip-distill-s2", "clip-fonts-distill-s1")}  # runs whose mean answer a run distils (--teacher)
+# The runs whose mean answer a run distils (--teacher), softened at T = 4: at T = 1 a teacher's answers on its own
+# training images are almost the labels ("Choosing the distillation temperature" in RESULTS.md).
+TEACHERS = {name: ["clip-s2", "clip-s3"] for name in ("clip-distill-s1", "clip-distill-s2", "clip-fonts-distill-s1")}
+TEACHER_TEMPERATURE = 4
 PEER = ["--batch", "128", "--epochs", "100", "--lr", "2e-3", "--aug", "--cosine", "--eval-every", "10",
         "--smooth", "0.1"]
 PRETRAINING_SHARE = 0.4  # of a GoodImg run's time that the font pretraining takes
@@ -73,8 +73,9 @@ def command_of(name, args):
     if name == "peer":
         return ["python", "gpu/peer_pytorch.py", args.peer, *PEER]
     flags, start_from = RUNS[name]
-    command = ["python", "train.py", *RECIPE, *flags, "--steps-per-execution", "8", "--backup-every", "25",
-               *args.override]
+    temperature = ["--teacher-temperature", str(TEACHER_TEMPERATURE)] if name in TEACHERS else []
+    command = ["python", "train.py", *RECIPE, *flags, *temperature, "--steps-per-execution", "8", "--backup-every",
+               "25", *args.override]
     if pretrains(name):
         command += ["--fonts", args.fonts]
     else:
