@@ -1,7 +1,8 @@
 """The recognizer: ResNet50 with a 62-way head, compiled, saved and loaded with Keras.
 
-The model takes raw RGB pixels (0-255) at image_size x image_size; ImageNet's preprocessing is a
-layer inside it, so a saved model needs nothing else. Beside every model.h5 lies model.json
+The model takes raw RGB pixels (0-255) at image_size x image_size; ImageNet's preprocessing (and,
+when built with stretch_contrast, the contrast stretch before it) is a layer inside it, so a saved
+model needs nothing else. Beside every model.h5 lies model.json
 (checkpoint.py) with the class names, image size and resize mode that test.py must use.
 
     import model
@@ -32,6 +33,18 @@ class ImageNetPreprocessing(layers.Layer):
         return ops.flip(inputs, axis=-1) - ops.convert_to_tensor(IMAGENET_BGR_MEAN, dtype=inputs.dtype)
 
 
+@keras.saving.register_keras_serializable(package="chars74k")
+class ContrastStretch(layers.Layer):
+    """Each image's pixels stretched to the full range 0-255 (its darkest value to 0, its lightest to 255, the
+    same for the three channels, so colours keep their hue): a dim or faded photograph and a well-lit one of the
+    same character then look alike to the network. A uniform image becomes black."""
+
+    def call(self, inputs):
+        darkest = ops.min(inputs, axis=(1, 2, 3), keepdims=True)
+        lightest = ops.max(inputs, axis=(1, 2, 3), keepdims=True)
+        return (inputs - darkest) * (255.0 / ops.maximum(lightest - darkest, 1.0))
+
+
 def backbone(image_size, weights):
     """ResNet50 without its top; weights 'imagenet', None, or a ResNet50 weights file."""
     try:
@@ -45,8 +58,9 @@ def backbone(image_size, weights):
         ) from None
 
 
-def build_model(num_classes=data.NUM_CLASSES, image_size=data.IMAGE_SIZE, weights="imagenet", dropout=DROPOUT):
-    """ResNet50 -> global average pooling -> dropout -> Dense(num_classes, softmax).
+def build_model(num_classes=data.NUM_CLASSES, image_size=data.IMAGE_SIZE, weights="imagenet", dropout=DROPOUT,
+                stretch_contrast=False):
+    """[ContrastStretch ->] ResNet50 -> global average pooling -> dropout -> Dense(num_classes, softmax).
 
     weights: "imagenet", "none"/None, or a path to a weights file: either a ResNet50 without its
     top (as Keras ships them) or a whole model saved by train.py (to fine-tune it).
@@ -57,7 +71,8 @@ def build_model(num_classes=data.NUM_CLASSES, image_size=data.IMAGE_SIZE, weight
         raise ModelError(f"weights file {weights} does not exist")
     inputs = keras.Input((image_size, image_size, 3), name="pixels")
     features = backbone(image_size, None if local_file else weights)
-    x = ImageNetPreprocessing(name="imagenet_preprocessing")(inputs)
+    x = ContrastStretch(name="contrast_stretch")(inputs) if stretch_contrast else inputs
+    x = ImageNetPreprocessing(name="imagenet_preprocessing")(x)
     x = features(x)
     x = layers.GlobalAveragePooling2D(name="avg_pool")(x)
     x = layers.Dropout(dropout, name="dropout")(x)
@@ -155,11 +170,16 @@ def float32_copy(model):
     policy = keras.config.dtype_policy()
     keras.config.set_dtype_policy("float32")
     try:
-        copy = build_model(model.output_shape[-1], model.input_shape[1], weights="none")
+        copy = build_model(model.output_shape[-1], model.input_shape[1], weights="none",
+                           stretch_contrast=stretches_contrast(model))
     finally:
         keras.config.set_dtype_policy(policy)
     copy.set_weights(model.get_weights())
     return copy
+
+
+def stretches_contrast(model):
+    return any(isinstance(layer, ContrastStretch) for layer in model.layers)
 
 
 def save_model(model, path, info):

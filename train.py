@@ -87,6 +87,10 @@ def parse_args(argv=None):
                         help="keep an exponential moving average of the weights with this momentum, and validate "
                              "and save the average (0: none); it remembers about 1/(1 - momentum) steps, so keep "
                              "that well under the run's steps (0.99: about 100)")
+    parser.add_argument("--stretch-contrast", action="store_true",
+                        help="stretch each image's pixels to the full range 0-255 inside the model (a layer of the "
+                             "saved model, so test.py does it too): dim and faded photographs look like well-lit "
+                             "ones (RESULTS.md)")
     parser.add_argument("--weights", default="imagenet",
                         help="imagenet (Keras' download), none, or a weights file (ResNet50 backbone or a saved model)")
     parser.add_argument("--no-augment", dest="augment", action="store_false", help="train without augmentation")
@@ -385,8 +389,9 @@ def run_info(args, dataset, devices):
                     data_dir=args.data_dir and checkpoint.portable(args.data_dir))
     return {
         **data.model_inputs(args.image_size, args.resize),
-        "preprocessing": "RGB uint8 pixels 0-255, resized by data.fit_image; ImageNet caffe "
-                         "preprocessing is the model's first layer",
+        "preprocessing": "RGB uint8 pixels 0-255, resized by data.fit_image; "
+                         + ("each image's contrast stretched to 0-255, then " if args.stretch_contrast else "")
+                         + "ImageNet caffe preprocessing, as the model's first layers",
         "data": {"source": args.data, "dir": checkpoint.portable(dataset.root), "n_images": len(dataset.images),
                  "fingerprint": dataset.fingerprint},
         "split": {"path": checkpoint.portable(checkpoint.SPLIT_PATH), "seed": args.seed,
@@ -650,7 +655,8 @@ def train_alone(args, run):
     keras.utils.set_random_seed(args.train_seed)
     devices = setup_devices(args.xla, args.mixed_precision)
     with devices.scope():
-        model = model_lib.build_model(image_size=args.image_size, weights=args.weights)
+        model = model_lib.build_model(image_size=args.image_size, weights=args.weights,
+                                      stretch_contrast=args.stretch_contrast)
         trainer = augment.Augmented(model, augment=args.augment, flip=args.flip, strong=args.strong_augment,
                                     mixup=args.mixup, cutmix=args.cutmix, seed=args.train_seed)
     dataset = load_data(args)

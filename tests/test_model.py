@@ -182,3 +182,24 @@ def test_a_mixed_precision_model_is_saved_in_float32(tmp_path):
     assert {layer.dtype_policy.name for layer in loaded.get_layer("resnet50").layers} == {"float32"}
     x = np.random.default_rng(2).uniform(0, 255, (2, SIZE, SIZE, 3)).astype(np.float32)
     np.testing.assert_allclose(loaded.predict(x, verbose=0), mixed.predict(x, verbose=0), atol=2e-2)
+
+
+def test_a_contrast_stretching_model_sees_a_dim_faded_photograph_as_the_well_lit_one(tmp_path):
+    """Saved, reloaded, and in the float32 copy that save_model writes: the stretch is part of the model."""
+    stretching = model_lib.build_model(image_size=SIZE, weights="none", stretch_contrast=True)
+    well_lit = np.random.default_rng(3).uniform(0, 255, (2, SIZE, SIZE, 3)).astype(np.float32)
+    well_lit[:, 0, 0], well_lit[:, 0, 1] = 0, 255
+    dim_and_faded = 20 + 0.25 * well_lit
+    stretched = keras.ops.convert_to_numpy(stretching.get_layer("contrast_stretch")(dim_and_faded))
+    np.testing.assert_allclose(stretched, well_lit, atol=1e-3)
+    path = str(tmp_path / "m.h5")
+    model_lib.save_model(stretching, path, model_info(SIZE))
+    loaded, _ = model_lib.load_model(path)
+    assert model_lib.stretches_contrast(loaded) and not model_lib.stretches_contrast(model_lib.float32_copy(
+        model_lib.build_model(image_size=SIZE, weights="none")))
+    np.testing.assert_allclose(loaded.predict(dim_and_faded, verbose=0), loaded.predict(well_lit, verbose=0),
+                               atol=1e-5)
+    np.testing.assert_allclose(loaded.predict(well_lit, verbose=0), stretching.predict(well_lit, verbose=0),
+                               rtol=1e-5, atol=1e-6)
+    uniform = keras.ops.convert_to_numpy(loaded.get_layer("contrast_stretch")(np.full((1, 4, 4, 3), 90.0)))
+    assert np.all(uniform == 0)
