@@ -5,10 +5,13 @@ of characters from other sources are (blurred, noisy, small, JPEG-compressed, di
     python bench/degraded.py --model saved/model/x.h5 --data-dir ... --json --probabilities x.npz
     python bench/degraded.py --ensemble a.npz b.npz c.npz                  # average the probabilities saved
     python bench/degraded.py --tta --data-dir ...                          # with test.py's test-time augmentation
+    python bench/degraded.py --stretch-contrast --data-dir ...             # each image's contrast stretched first
 
 Each degradation is applied to the 64x64 input the model sees, with a fixed seed, so every model meets
 the same degraded images. --probabilities keeps the model's answers on every set, and --ensemble
 scores the average of several such files (an ensemble, reported apart from single networks).
+--stretch-contrast stretches every image as train.py --stretch-contrast models do inside (model.ContrastStretch),
+to see what a model trained without that layer would gain from it at test time.
 """
 
 import argparse
@@ -72,6 +75,16 @@ def degraded_sets(images, seed=SEED):
     return sets
 
 
+def stretched(images):
+    """The images as a model.ContrastStretch layer sees them, rounded back to uint8."""
+    import keras
+
+    import model
+
+    pixels = keras.ops.convert_to_numpy(model.ContrastStretch()(images.astype(np.float32)))
+    return np.round(pixels).astype(np.uint8)
+
+
 def scores(labels, probabilities):
     """{set: (accuracy, case-insensitive accuracy)} of {set: probabilities}, and their mean over degraded sets."""
     result = {}
@@ -89,11 +102,15 @@ def evaluate(args):
     root, entries = test.eval_entries(argparse.Namespace(eval="split", data_dir=args.data_dir), model_path, info)
     images, labels, _ = data.decode_images(root, entries, info["image_size"], info["resize"],
                                            log=lambda m: print(m, file=sys.stderr))
-    probabilities = {name: test.predict(model, images, args.tta) for name, images in degraded_sets(images).items()}
+    sets = degraded_sets(images)
+    if args.stretch_contrast:
+        sets = {name: stretched(images) for name, images in sets.items()}
+    probabilities = {name: test.predict(model, images, args.tta) for name, images in sets.items()}
     if args.probabilities:
         np.savez_compressed(args.probabilities, labels=labels, paths=np.array([path for path, _ in entries]),
                             **{name: p.astype(np.float16) for name, p in probabilities.items()})  # plenty to average
-    shown = checkpoint.shown_path(model_path) + (" with test-time augmentation" if args.tta else "")
+    shown = (checkpoint.shown_path(model_path) + (" with test-time augmentation" if args.tta else "")
+             + (", each image's contrast stretched first" if args.stretch_contrast else ""))
     return report(shown, len(labels), scores(labels, probabilities), args.json)
 
 
@@ -123,6 +140,8 @@ def main(argv=None):
     parser.add_argument("--data-dir", help="where the split's images are (default: where it was made)")
     parser.add_argument("--keras", action="store_true", help="run the Keras model even if it has a LiteRT copy")
     parser.add_argument("--tta", action="store_true", help="average over rotated copies of each image (test.py --tta)")
+    parser.add_argument("--stretch-contrast", action="store_true",
+                        help="stretch each image's pixels to 0-255 before the model (model.ContrastStretch)")
     parser.add_argument("--json", action="store_true", help="print one JSON object")
     parser.add_argument("--probabilities", help="save the answers on every set to this .npz, for --ensemble")
     parser.add_argument("--ensemble", nargs="+", metavar="NPZ", help="score the average of saved answers instead")

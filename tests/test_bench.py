@@ -46,6 +46,15 @@ def test_degraded_sets_are_the_same_each_time_and_each_changes_the_images():
         assert np.array_equal(made, images) == (name == "clean"), name
 
 
+def test_stretching_gives_a_dim_image_back_its_contrast():
+    images = np.random.default_rng(0).integers(0, 256, (2, 16, 16, 3), dtype=np.uint8)
+    images[:, 0, 0], images[:, 0, 1] = 0, 255
+    dim = degraded.DEGRADATIONS["dim"](images, np.random.default_rng(0))
+    assert np.abs(dim.astype(int) - images).mean() > 60
+    assert np.abs(degraded.stretched(dim).astype(int) - images).mean() < 20  # what is left: noise, 4x brighter
+    np.testing.assert_array_equal(degraded.stretched(images), images)
+
+
 def test_degraded_check_scores_the_validation_split_and_ensembles_saved_answers(trained, tmp_path):
     workdir, _ = trained
     answers = tmp_path / "answers.npz"
