@@ -46,6 +46,14 @@ def test_degraded_sets_are_the_same_each_time_and_each_changes_the_images():
         assert np.array_equal(made, images) == (name == "clean"), name
 
 
+def test_the_mean_of_degraded_sets_leaves_out_the_sets_that_came_later():
+    labels = np.arange(4) % data.NUM_CLASSES
+    right, wrong = np.eye(data.NUM_CLASSES)[labels], np.eye(data.NUM_CLASSES)[labels + 1]
+    result = degraded.scores(labels, {name: wrong if name == "shadow" else right for name in degraded.DEGRADATIONS})
+    assert result["mean of degraded"]["accuracy"] == 1 and result["shadow"]["accuracy"] == 0
+    assert list(result)[-2:] == ["mean of degraded", "shadow"]
+
+
 def test_stretching_gives_a_dim_image_back_its_contrast():
     images = np.random.default_rng(0).integers(0, 256, (2, 16, 16, 3), dtype=np.uint8)
     images[:, 0, 0], images[:, 0, 1] = 0, 255
