@@ -2,8 +2,10 @@
 
 strong=True adds what photographs of characters vary in and what keeps every label right: scale,
 shift and shear, brightness, saturation and hue, inverted polarity (light on dark), blur and
-sensor noise. mixup and cutmix (Beta parameters, 0: off) blend each image with another of the
-batch, or paste a box of the other into it, and teach the blend of their labels.
+sensor noise. light=True relights half of the images: a dimmer light overall, and light falling off
+across the crop in a random direction (a shadow, a lamp to one side). mixup and cutmix (Beta
+parameters, 0: off) blend each image with another of the batch, or paste a box of the other into it,
+and teach the blend of their labels.
 
 Augmented wraps the classifier for model.fit on ((images, labels), labels), or ((images, labels,
 targets), labels) where each training image has its own target distribution (distillation: a blend
@@ -19,6 +21,8 @@ taught as a 'd', and a given target distribution is mirrored alike). Its compute
 compute_metrics use those targets. Validation and prediction see the classifier alone.
 """
 
+import math
+
 import keras
 from keras import layers, ops
 
@@ -27,6 +31,7 @@ import data
 ROTATION = 0.05  # of a full turn: +-18 degrees
 CONTRAST = 0.2
 NOISE = 10.0  # the largest standard deviation of sensor noise, in 0-255 pixel units
+LEAST_LIGHT = 0.3  # with light=True, the least share of the light an image keeps, overall and at a shadow's far edge
 
 
 def strong_layers(seed):
@@ -47,14 +52,14 @@ class Augmented(keras.Model):
     labels) or (uint8 images, labels, target distributions).
 
     augment=False trains on the images as they are; flip=False augments without flipping; strong=True
-    adds strong_layers; mixup, cutmix: see mix.
+    adds strong_layers; light=True: see relit; mixup, cutmix: see mix.
     """
 
-    def __init__(self, classifier, augment=True, flip=True, strong=False, mixup=0.0, cutmix=0.0, rotation=ROTATION,
-                 contrast=CONTRAST, seed=data.SEED, **kwargs):
+    def __init__(self, classifier, augment=True, flip=True, strong=False, light=False, mixup=0.0, cutmix=0.0,
+                 rotation=ROTATION, contrast=CONTRAST, seed=data.SEED, **kwargs):
         super().__init__(**kwargs)
         self.classifier = classifier
-        self.augment, self.flip = augment, flip
+        self.augment, self.flip, self.light = augment, flip, light
         self.mixup, self.cutmix = mixup, cutmix
         self.rotate = layers.RandomRotation(rotation, fill_mode="nearest", seed=seed)
         self.change_contrast = layers.RandomContrast(contrast, seed=seed + 1)
@@ -93,19 +98,39 @@ class Augmented(keras.Model):
 
     def augmented(self, images, labels, targets):
         """The images flipped (half of those that may be, their targets then mirrored: 'b' becomes 'd'), rotated,
-        contrasted and, when strong, changed by strong_layers and noise; and their targets."""
+        contrasted, relit when light, and, when strong, changed by strong_layers and noise; and their targets."""
         if self.flip:
             flipped = self.flip_mask(labels)
             images = ops.where(flipped[:, None, None, None], ops.flip(images, axis=2), images)
             mirrored = ops.take(targets, ops.convert_to_tensor(self.mirror, dtype="int32"), axis=1)
             targets = ops.where(flipped[:, None], mirrored, targets)
         images = self.change_contrast(self.rotate(images, training=True), training=True)
+        if self.light:
+            images = self.relit(ops.cast(images, "float32"))
         for layer in self.strong:
             images = layer(images, training=True)
         images = ops.cast(images, "float32")  # under a mixed precision policy the layers answer in float16/bfloat16
         if self.strong:
             images = ops.clip(self.add_noise(images), 0.0, 255.0)
         return images, targets
+
+    def relit(self, images):
+        """Half of the images, at random, under other light: all of it scaled by a gain, and falling off linearly
+        across the crop in a random direction to a share of it at the far edge; gain and share each uniform
+        between LEAST_LIGHT and 1. (bench/degraded.py's dim and shadow sets go further, to 0.25 and 0.15.)"""
+        batch, height, width = ops.shape(images)[0], ops.shape(images)[1], ops.shape(images)[2]
+
+        def uniform(low, high):
+            return keras.random.uniform((batch,), low, high, seed=self.seed_generator)[:, None, None]
+
+        gain, far_edge, angle = uniform(LEAST_LIGHT, 1.0), uniform(LEAST_LIGHT, 1.0), uniform(0.0, 2 * math.pi)
+        rows = (ops.arange(height, dtype="float32")[None, :, None] + 0.5) / height - 0.5
+        columns = (ops.arange(width, dtype="float32")[None, None, :] + 0.5) / width - 0.5
+        reach = (ops.abs(ops.cos(angle)) * (width - 1) / width + ops.abs(ops.sin(angle)) * (height - 1) / height) / 2
+        along = (columns * ops.cos(angle) + rows * ops.sin(angle)) / reach / 2 + 0.5  # lit edge 0, far edge 1
+        light = gain * (1 - (1 - far_edge) * along)
+        relit = keras.random.uniform((batch,), seed=self.seed_generator)[:, None, None] < 0.5
+        return images * ops.where(relit, light, 1.0)[..., None]
 
     def mix(self, images, targets):
         """Each image mixed with its partner, the image at the same place from the other end of the (shuffled)

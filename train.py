@@ -97,6 +97,9 @@ def parse_args(argv=None):
     parser.add_argument("--no-flip", dest="flip", action="store_false", help="augment without label-safe flips")
     parser.add_argument("--strong-augment", action="store_true",
                         help="also scale, shift, shear, colour, invert, blur and add noise (augment.py)")
+    parser.add_argument("--light-augment", action="store_true",
+                        help="also relight half of the training images: dimmer overall, and a shadow falling "
+                             "across the crop in a random direction (augment.py)")
     parser.add_argument("--mixup", type=beta_parameter, default=0.0, metavar="ALPHA",
                         help="blend each training image with another by a weight from Beta(ALPHA, ALPHA), and their "
                              "labels alike (0: off, the original; 0.2 is usual)")
@@ -130,8 +133,9 @@ def parse_args(argv=None):
     args = parser.parse_args(argv)
     parser.set_defaults(**{name: None if name == "teacher" else NOT_GIVEN for name in vars(args)})  # append: a list
     args.given = {name for name, value in vars(parser.parse_args(argv)).items() if value not in (NOT_GIVEN, None)}
-    if not args.augment and (args.strong_augment or args.mixup or args.cutmix):
-        parser.error("--strong-augment, --mixup and --cutmix add to the augmentation that --no-augment turns off")
+    if not args.augment and (args.strong_augment or args.light_augment or args.mixup or args.cutmix):
+        parser.error("--strong-augment, --light-augment, --mixup and --cutmix add to the augmentation that "
+                     "--no-augment turns off")
     if not (args.teacher or args.resume) and {"teacher_weight", "teacher_temperature"} & args.given:
         parser.error("--teacher-weight and --teacher-temperature need --teacher")
     if args.train_seed is None:
@@ -658,7 +662,8 @@ def train_alone(args, run):
         model = model_lib.build_model(image_size=args.image_size, weights=args.weights,
                                       stretch_contrast=args.stretch_contrast)
         trainer = augment.Augmented(model, augment=args.augment, flip=args.flip, strong=args.strong_augment,
-                                    mixup=args.mixup, cutmix=args.cutmix, seed=args.train_seed)
+                                    light=args.light_augment, mixup=args.mixup, cutmix=args.cutmix,
+                                    seed=args.train_seed)
     dataset = load_data(args)
     if args.batch_size > len(dataset.train_idx):
         raise data.DatasetError(f"--batch-size {args.batch_size} is larger than the {len(dataset.train_idx)} "

@@ -199,3 +199,19 @@ def test_on_jax_the_training_step_compiles():
     result = subprocess.run([sys.executable, "-c", check], cwd=REPO, capture_output=True, text=True,
                             env={**os.environ, "KERAS_BACKEND": "jax"})
     assert result.stdout.strip().splitlines()[-1:] == ["True"], result.stderr
+
+
+def test_light_augmentation_dims_half_the_images_and_shades_them_across_in_a_random_direction():
+    images = np.full((64, 16, 16, 3), 200, np.uint8)
+    labels = np.full(64, CHAR("R"), np.int32)
+    pixels, targets = mixed(images, labels, light=True, flip=False)
+    np.testing.assert_array_equal(targets, ops.convert_to_numpy(ops.one_hot(labels, data.NUM_CLASSES)))
+    grey = pixels[..., 0]
+    np.testing.assert_allclose(pixels, np.repeat(grey[..., None], 3, axis=-1))  # the light's colour is kept
+    relit = ~np.all(grey == 200, axis=(1, 2))
+    assert 16 <= relit.sum() <= 48
+    brightest, darkest = grey[relit].max(axis=(1, 2)), grey[relit].min(axis=(1, 2))
+    assert np.all(brightest <= 200) and np.all(darkest >= augment.LEAST_LIGHT * brightest - 1e-3)
+    assert brightest.min() < 0.5 * 200 and (darkest / brightest).min() < 0.5  # dimmer, and shaded across the crop
+    darkest_corners = {np.unravel_index(np.argmin(image), image.shape) for image in grey[relit]}
+    assert darkest_corners <= {(0, 0), (0, 15), (15, 0), (15, 15)} and len(darkest_corners) >= 3
