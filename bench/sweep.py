@@ -47,6 +47,8 @@ RUNS = {
     "clip-adamw-s1": (CLIP + ["--weight-decay", "0.05"], None),
     "clip-stretch-s1": (CLIP + ["--stretch-contrast"], None),
     "clip-stretch-s2": (CLIP + ["--stretch-contrast", "--train-seed", "2"], None),
+    "clip-light-s1": (CLIP + ["--light-augment"], None),
+    "clip-light-s2": (CLIP + ["--light-augment", "--train-seed", "2"], None),
     "clip-fonts-s1": (CLIP, "fonts"),
     "clip-fonts-s2": (CLIP + ["--train-seed", "2"], "fonts"),
     "clip-strong-s1": (CLIP + ["--strong-augment"], None),
