@@ -117,7 +117,8 @@ class Augmented(keras.Model):
     def relit(self, images):
         """Half of the images, at random, under other light: all of it scaled by a gain, and falling off linearly
         across the crop in a random direction to a share of it at the far edge; gain and share each uniform
-        between LEAST_LIGHT and 1. (bench/degraded.py's dim and shadow sets go further, to 0.25 and 0.15.)"""
+        between LEAST_LIGHT and 1, so the far edge keeps 9-100% of the light. No noise is added: bench/degraded.py's
+        dim (a uniform 25%) and shadow (to 15% across the crop) sets, with their sensor noise, stay unseen."""
         batch, height, width = ops.shape(images)[0], ops.shape(images)[1], ops.shape(images)[2]
 
         def uniform(low, high):
@@ -129,8 +130,8 @@ class Augmented(keras.Model):
         reach = (ops.abs(ops.cos(angle)) * (width - 1) / width + ops.abs(ops.sin(angle)) * (height - 1) / height) / 2
         along = (columns * ops.cos(angle) + rows * ops.sin(angle)) / reach / 2 + 0.5  # lit edge 0, far edge 1
         light = gain * (1 - (1 - far_edge) * along)
-        relit = keras.random.uniform((batch,), seed=self.seed_generator)[:, None, None] < 0.5
-        return images * ops.where(relit, light, 1.0)[..., None]
+        chosen = keras.random.uniform((batch,), seed=self.seed_generator)[:, None, None] < 0.5
+        return images * ops.where(chosen, light, 1.0)[..., None]
 
     def mix(self, images, targets):
         """Each image mixed with its partner, the image at the same place from the other end of the (shuffled)

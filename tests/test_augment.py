@@ -177,14 +177,14 @@ def test_the_loss_and_metrics_of_a_training_step_use_the_targets():
     assert float(metrics["accuracy"]) == 1.0 and float(metrics["accuracy_ci"]) == 1.0
 
 
-def test_strong_augmentation_and_mixing_work_under_mixed_precision():
+def test_strong_and_light_augmentation_and_mixing_work_under_mixed_precision():
     """A GPU's default policy: the augmentation layers then answer in float16, and noise or mixing in float32
     must not meet them unconverted (TensorFlow does not promote dtypes)."""
     policy = keras.config.dtype_policy()
     keras.config.set_dtype_policy("mixed_float16")
     try:
         images, labels = one_grey_level_each(12)
-        pixels, _ = mixed(images, labels, mixup=0.2, cutmix=1.0, strong=True)
+        pixels, _ = mixed(images, labels, mixup=0.2, cutmix=1.0, strong=True, light=True)
     finally:
         keras.config.set_dtype_policy(policy)
     assert np.isfinite(pixels).all() and pixels.min() >= 0 and pixels.max() <= 255
@@ -213,5 +213,7 @@ def test_light_augmentation_dims_half_the_images_and_shades_them_across_in_a_ran
     brightest, darkest = grey[relit].max(axis=(1, 2)), grey[relit].min(axis=(1, 2))
     assert np.all(brightest <= 200) and np.all(darkest >= augment.LEAST_LIGHT * brightest - 1e-3)
     assert brightest.min() < 0.5 * 200 and (darkest / brightest).min() < 0.5  # dimmer, and shaded across the crop
-    darkest_corners = {np.unravel_index(np.argmin(image), image.shape) for image in grey[relit]}
-    assert darkest_corners <= {(0, 0), (0, 15), (15, 0), (15, 15)} and len(darkest_corners) >= 3
+    darkest_corners = [np.unravel_index(np.argmin(image), image.shape) for image in grey[relit]]
+    lit_corners = [np.unravel_index(np.argmax(image), image.shape) for image in grey[relit]]
+    assert set(darkest_corners) <= {(0, 0), (0, 15), (15, 0), (15, 15)} and len(set(darkest_corners)) >= 3
+    assert all(lit == (15 - dark[0], 15 - dark[1]) for lit, dark in zip(lit_corners, darkest_corners))  # opposite
