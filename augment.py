@@ -125,10 +125,10 @@ class Augmented(keras.Model):
             return keras.random.uniform((batch,), low, high, seed=self.seed_generator)[:, None, None]
 
         gain, far_edge, angle = uniform(LEAST_LIGHT, 1.0), uniform(LEAST_LIGHT, 1.0), uniform(0.0, 2 * math.pi)
-        rows = (ops.arange(height, dtype="float32")[None, :, None] + 0.5) / height - 0.5
-        columns = (ops.arange(width, dtype="float32")[None, None, :] + 0.5) / width - 0.5
-        reach = (ops.abs(ops.cos(angle)) * (width - 1) / width + ops.abs(ops.sin(angle)) * (height - 1) / height) / 2
-        along = (columns * ops.cos(angle) + rows * ops.sin(angle)) / reach / 2 + 0.5  # lit edge 0, far edge 1
+        rows, columns = ops.arange(height, dtype="float32")[:, None], ops.arange(width, dtype="float32")[None, :]
+        along = columns * ops.cos(angle) + rows * ops.sin(angle)
+        nearest = ops.min(along, axis=(1, 2), keepdims=True)
+        along = (along - nearest) / (ops.max(along, axis=(1, 2), keepdims=True) - nearest)  # lit edge 0, far edge 1
         light = gain * (1 - (1 - far_edge) * along)
         chosen = keras.random.uniform((batch,), seed=self.seed_generator)[:, None, None] < 0.5
         return images * ops.where(chosen, light, 1.0)[..., None]
