@@ -59,11 +59,12 @@ def backbone(image_size, weights):
 
 
 def build_model(num_classes=data.NUM_CLASSES, image_size=data.IMAGE_SIZE, weights="imagenet", dropout=DROPOUT,
-                stretch_contrast=False):
+                stretch_contrast=False, zero_init_residual=False):
     """[ContrastStretch ->] ResNet50 -> global average pooling -> dropout -> Dense(num_classes, softmax).
 
     weights: "imagenet", "none"/None, or a path to a weights file: either a ResNet50 without its
     top (as Keras ships them) or a whole model saved by train.py (to fine-tune it).
+    zero_init_residual: from scratch only, start every residual block as its shortcut alone (start_as_identity).
     """
     weights = None if weights in (None, "none") else weights
     local_file = weights not in (None, "imagenet")
@@ -80,7 +81,22 @@ def build_model(num_classes=data.NUM_CLASSES, image_size=data.IMAGE_SIZE, weight
     model = keras.Model(inputs, outputs, name="chars74k_resnet50")
     if local_file:
         load_weights_file(model, features, weights)
+    if zero_init_residual:
+        if weights is not None:
+            raise ModelError("zero_init_residual initializes a network trained from scratch (weights none), "
+                             f"not one that starts from {weights}")
+        start_as_identity(features)
     return model
+
+
+def start_as_identity(resnet):
+    """Zero the scale of each residual block's last batch normalization (ResNet50's conv*_block*_3_bn): every
+    block then adds nothing to its shortcut and the 50 layers start as a shallow network (Goyal et al. 2017,
+    "Accurate, Large Minibatch SGD"; torchvision's zero_init_residual). RESULTS.md measures what it does to
+    the epochs a deep random start can spend learning nothing."""
+    for layer in resnet.layers:
+        if layer.name.endswith("_3_bn"):
+            layer.gamma.assign(ops.zeros_like(layer.gamma))
 
 
 def load_weights_file(model, features, path):

@@ -91,6 +91,9 @@ def parse_args(argv=None):
                         help="stretch each image's pixels to the full range 0-255 inside the model (a layer of the "
                              "saved model, so test.py does it too): dim and faded photographs look like well-lit "
                              "ones (RESULTS.md)")
+    parser.add_argument("--zero-init-residual", action="store_true",
+                        help="with --weights none, start every residual block as its shortcut alone (its last "
+                             "batch normalization's scale at zero), so the network starts shallow (RESULTS.md)")
     parser.add_argument("--weights", default="imagenet",
                         help="imagenet (Keras' download), none, or a weights file (ResNet50 backbone or a saved model)")
     parser.add_argument("--no-augment", dest="augment", action="store_false", help="train without augmentation")
@@ -136,6 +139,8 @@ def parse_args(argv=None):
     if not args.augment and (args.strong_augment or args.light_augment or args.mixup or args.cutmix):
         parser.error("--strong-augment, --light-augment, --mixup and --cutmix add to the augmentation that "
                      "--no-augment turns off")
+    if args.zero_init_residual and args.weights != "none":
+        parser.error("--zero-init-residual initializes a network from scratch: it needs --weights none")
     if not (args.teacher or args.resume) and {"teacher_weight", "teacher_temperature"} & args.given:
         parser.error("--teacher-weight and --teacher-temperature need --teacher")
     if args.train_seed is None:
@@ -660,7 +665,8 @@ def train_alone(args, run):
     devices = setup_devices(args.xla, args.mixed_precision)
     with devices.scope():
         model = model_lib.build_model(image_size=args.image_size, weights=args.weights,
-                                      stretch_contrast=args.stretch_contrast)
+                                      stretch_contrast=args.stretch_contrast,
+                                      zero_init_residual=args.zero_init_residual)
         trainer = augment.Augmented(model, augment=args.augment, flip=args.flip, strong=args.strong_augment,
                                     light=args.light_augment, mixup=args.mixup, cutmix=args.cutmix,
                                     seed=args.train_seed)

@@ -49,6 +49,8 @@ RUNS = {
     "clip-stretch-s2": (CLIP + ["--stretch-contrast", "--train-seed", "2"], None),
     "clip-light-s1": (CLIP + ["--light-augment"], None),
     "clip-light-s2": (CLIP + ["--light-augment", "--train-seed", "2"], None),
+    "clip-zero-s1": (CLIP + ["--zero-init-residual"], None),
+    "clip-zero-s2": (CLIP + ["--zero-init-residual", "--train-seed", "2"], None),
     "clip-fonts-s1": (CLIP, "fonts"),
     "clip-fonts-s2": (CLIP + ["--train-seed", "2"], "fonts"),
     "clip-strong-s1": (CLIP + ["--strong-augment"], None),

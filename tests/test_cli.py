@@ -278,7 +278,8 @@ def test_models_that_do_not_fit(trained, tmp_path):
     (["--clip-norm", "-1"], "--clip-norm"), (["--mixup", "-0.2"], "--mixup"), (["--cutmix", "inf"], "--cutmix"),
     (["--no-augment", "--mixup", "0.2"], "--no-augment"), (["--teacher-weight", "0.3"], "need --teacher"),
     (["--teacher", "t.h5", "--teacher-temperature", "0"], "--teacher-temperature"),
-    (["--fonts"], "--fonts"),
+    (["--fonts"], "--fonts"), (["--zero-init-residual"], "needs --weights none"),
+    (["--zero-init-residual", "--weights", "imagenet"], "needs --weights none"),
 ])
 def test_bad_training_flags_stop_before_any_work(flags, message, capsys):
     with pytest.raises(SystemExit) as exit_info:
@@ -318,17 +319,17 @@ def test_offline_synthetic_training_renders_fonts_and_trains(tmp_path):
 def test_averaged_weights_are_the_ones_validated_and_saved(trained, tmp_path, tiny_english):
     """With --ema the model saved is the moving average that validation scored, not the last weights: its
     loss on the validation images is the history's val_loss (with weight decay, strong and light augmentation,
-    mixup, cutmix, a teacher and the contrast stretch on)."""
+    mixup, cutmix, a teacher, the contrast stretch and zero-initialized residual blocks on)."""
     teacher = trained[0] / "saved" / "model" / "model_new.h5"
     result = run("train.py", "--data-dir", tiny_english, "--weights", "none", "--epochs", "1", "--ema", "0.9",
                  "--weight-decay", "0.05", "--strong-augment", "--light-augment", "--mixup", "0.2", "--cutmix", "1",
-                 "--teacher", teacher, "--stretch-contrast", "--image-size", TEST_IMAGE_SIZE, "--batch-size", "16",
-                 cwd=tmp_path)
+                 "--teacher", teacher, "--stretch-contrast", "--zero-init-residual", "--image-size", TEST_IMAGE_SIZE,
+                 "--batch-size", "16", cwd=tmp_path)
     assert result.returncode == 0, result.stdout + result.stderr
     assert f"Teacher {teacher}: answering the 186 training images" in result.stdout
     info = json.loads((tmp_path / "saved" / "model" / "model_new.json").read_text())
     assert info["training"]["ema"] == 0.9 and info["training"]["strong_augment"] is True
-    assert info["training"]["light_augment"] is True
+    assert info["training"]["light_augment"] is True and info["training"]["zero_init_residual"] is True
     assert info["training"]["mixup"] == 0.2 and info["training"]["cutmix"] == 1.0
     assert info["training"]["teacher"] == [str(teacher)] and info["training"]["teacher_weight"] == 0.5
     assert info["training"]["stretch_contrast"] is True and "contrast stretched" in info["preprocessing"]

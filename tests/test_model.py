@@ -203,3 +203,25 @@ def test_a_contrast_stretching_model_sees_a_dim_faded_photograph_as_the_well_lit
                                rtol=1e-5, atol=1e-6)
     uniform = keras.ops.convert_to_numpy(loaded.get_layer("contrast_stretch")(np.full((1, 4, 4, 3), 90.0)))
     assert np.all(uniform == 0)
+
+
+def test_zero_init_residual_starts_every_block_as_its_shortcut():
+    """Inside each stage a block's output is then its input (already past a ReLU); a pretrained start is refused."""
+    net = model_lib.build_model(image_size=SIZE, weights="none", zero_init_residual=True)
+    resnet = net.get_layer("resnet50")
+    ends = [f"conv{stage}_block{block}_out" for stage, blocks in ((2, 3), (3, 4), (4, 6), (5, 3))
+            for block in range(1, blocks + 1)]
+    probe = keras.Model(resnet.input, [resnet.get_layer(name).output for name in ends])
+    pixels = np.random.default_rng(4).normal(0, 50, (2, SIZE, SIZE, 3)).astype(np.float32)
+    outputs = dict(zip(ends, (keras.ops.convert_to_numpy(x) for x in probe(pixels, training=True))))
+    for stage, blocks in ((2, 3), (3, 4), (4, 6), (5, 3)):
+        first = outputs[f"conv{stage}_block1_out"]
+        assert first.std() > 0
+        for block in range(2, blocks + 1):
+            np.testing.assert_array_equal(outputs[f"conv{stage}_block{block}_out"], first)
+    plain = model_lib.build_model(image_size=SIZE, weights="none").get_layer("resnet50")
+    first, third = keras.Model(plain.input, [plain.get_layer(f"conv2_block{block}_out").output for block in (1, 3)])(
+        pixels, training=True)
+    assert not np.allclose(keras.ops.convert_to_numpy(first), keras.ops.convert_to_numpy(third))
+    with pytest.raises(model_lib.ModelError, match="from scratch"):
+        model_lib.build_model(image_size=SIZE, weights="imagenet", zero_init_residual=True)
