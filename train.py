@@ -139,7 +139,7 @@ def parse_args(argv=None):
     if not args.augment and (args.strong_augment or args.light_augment or args.mixup or args.cutmix):
         parser.error("--strong-augment, --light-augment, --mixup and --cutmix add to the augmentation that "
                      "--no-augment turns off")
-    if args.zero_init_residual and args.weights != "none":
+    if args.zero_init_residual and args.weights != "none" and not args.resume:  # --resume reads --weights from the run
         parser.error("--zero-init-residual initializes a network from scratch: it needs --weights none")
     if not (args.teacher or args.resume) and {"teacher_weight", "teacher_temperature"} & args.given:
         parser.error("--teacher-weight and --teacher-temperature need --teacher")
