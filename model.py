@@ -67,6 +67,9 @@ def build_model(num_classes=data.NUM_CLASSES, image_size=data.IMAGE_SIZE, weight
     zero_init_residual: from scratch only, start every residual block as its shortcut alone (start_as_identity).
     """
     weights = None if weights in (None, "none") else weights
+    if zero_init_residual and weights is not None:
+        raise ModelError("zero_init_residual initializes a network trained from scratch (weights none), "
+                         f"not one that starts from {weights}")
     local_file = weights not in (None, "imagenet")
     if local_file and not os.path.isfile(weights):
         raise ModelError(f"weights file {weights} does not exist")
@@ -82,9 +85,6 @@ def build_model(num_classes=data.NUM_CLASSES, image_size=data.IMAGE_SIZE, weight
     if local_file:
         load_weights_file(model, features, weights)
     if zero_init_residual:
-        if weights is not None:
-            raise ModelError("zero_init_residual initializes a network trained from scratch (weights none), "
-                             f"not one that starts from {weights}")
         start_as_identity(features)
     return model
 

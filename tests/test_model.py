@@ -209,12 +209,12 @@ def test_zero_init_residual_starts_every_block_as_its_shortcut():
     """Inside each stage a block's output is then its input (already past a ReLU); a pretrained start is refused."""
     net = model_lib.build_model(image_size=SIZE, weights="none", zero_init_residual=True)
     resnet = net.get_layer("resnet50")
-    ends = [f"conv{stage}_block{block}_out" for stage, blocks in ((2, 3), (3, 4), (4, 6), (5, 3))
-            for block in range(1, blocks + 1)]
+    stages = ((2, 3), (3, 4), (4, 6), (5, 3))  # ResNet50's stages and their blocks
+    ends = [f"conv{stage}_block{block}_out" for stage, blocks in stages for block in range(1, blocks + 1)]
     probe = keras.Model(resnet.input, [resnet.get_layer(name).output for name in ends])
     pixels = np.random.default_rng(4).normal(0, 50, (2, SIZE, SIZE, 3)).astype(np.float32)
     outputs = dict(zip(ends, (keras.ops.convert_to_numpy(x) for x in probe(pixels, training=True))))
-    for stage, blocks in ((2, 3), (3, 4), (4, 6), (5, 3)):
+    for stage, blocks in stages:
         first = outputs[f"conv{stage}_block1_out"]
         assert first.std() > 0
         for block in range(2, blocks + 1):
