@@ -34,12 +34,17 @@ RECIPE = ["--weights", "none", "--epochs", "100", "--schedule", "cosine", "--bat
           "--learning-rate", "2e-3"]
 CLIP = ["--clip-norm", "1.0"]
 FONT_PRETRAINING = ["--data", "synthetic", "--synthetic-per-class", "300", "--epochs", "10"]
+# The best recipe on CPU so far (RESULTS.md: "Residual blocks that start as identities: the full run").
+LIGHT_ZERO = ["--light-augment", "--zero-init-residual"]
 ALL_LEVERS = ["--label-smoothing", "0.1", "--strong-augment", "--ema", "0.999", "--weight-decay", "0.05"]
 # name: (flags after RECIPE, the run whose model it starts from), in the order they are started.
 RUNS = {
     "clip-s1": (CLIP, None),
     "clip-s2": (CLIP + ["--train-seed", "2"], None),
     "clip-s3": (CLIP + ["--train-seed", "3"], None),
+    "clip-light-zero-s1": (CLIP + LIGHT_ZERO, None),
+    "clip-light-zero-s2": (CLIP + LIGHT_ZERO + ["--train-seed", "2"], None),
+    "clip-zero-distill-s1": (CLIP + ["--zero-init-residual"], None),
     "base-s1": ([], None),
     "base-s2": (["--train-seed", "2"], None),
     "fonts": (FONT_PRETRAINING + CLIP, None),
@@ -66,7 +71,8 @@ RUNS = {
 }
 # The runs whose mean answer a run distils (--teacher), softened at T = 4: at T = 1 a teacher's answers on its own
 # training images are almost the labels ("Choosing the distillation temperature" in RESULTS.md).
-TEACHERS = {name: ["clip-s2", "clip-s3"] for name in ("clip-distill-s1", "clip-distill-s2", "clip-fonts-distill-s1")}
+TEACHERS = {name: ["clip-s2", "clip-s3"] for name in ("clip-distill-s1", "clip-distill-s2", "clip-fonts-distill-s1",
+                                                   "clip-zero-distill-s1")}
 TEACHER_TEMPERATURE = 4
 PEER = ["--batch", "128", "--epochs", "100", "--lr", "2e-3", "--aug", "--cosine", "--eval-every", "10",
         "--smooth", "0.1"]
