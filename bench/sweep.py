@@ -45,6 +45,7 @@ RUNS = {
     "clip-light-zero-s1": (CLIP + LIGHT_ZERO, None),
     "clip-light-zero-s2": (CLIP + LIGHT_ZERO + ["--train-seed", "2"], None),
     "clip-zero-distill-s1": (CLIP + ["--zero-init-residual"], None),
+    "clip-light-zero-distill-s1": (CLIP + LIGHT_ZERO, None),
     "base-s1": ([], None),
     "base-s2": (["--train-seed", "2"], None),
     "fonts": (FONT_PRETRAINING + CLIP, None),
@@ -72,7 +73,7 @@ RUNS = {
 # The runs whose mean answer a run distils (--teacher), softened at T = 4: at T = 1 a teacher's answers on its own
 # training images are almost the labels ("Choosing the distillation temperature" in RESULTS.md).
 TEACHERS = {name: ["clip-s2", "clip-s3"] for name in ("clip-distill-s1", "clip-distill-s2", "clip-fonts-distill-s1",
-                                                   "clip-zero-distill-s1")}
+                                                   "clip-zero-distill-s1", "clip-light-zero-distill-s1")}
 TEACHER_TEMPERATURE = 4
 PEER = ["--batch", "128", "--epochs", "100", "--lr", "2e-3", "--aug", "--cosine", "--eval-every", "10",
         "--smooth", "0.1"]
