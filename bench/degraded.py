@@ -131,11 +131,17 @@ def evaluate(args):
     return report(shown, len(labels), scores(labels, probabilities), args.json)
 
 
-def ensemble(args):
-    files = [np.load(path) for path in args.ensemble]
-    labels, paths = files[0]["labels"], files[0]["paths"]
-    if any(not np.array_equal(f["paths"], paths) for f in files):
+def saved_answers(paths):
+    """The files that --probabilities saved, refused unless they answer the same images in the same order."""
+    files = [np.load(path) for path in paths]
+    if any(not np.array_equal(f["paths"], files[0]["paths"]) for f in files):
         raise checkpoint.UserError("the files hold answers on different images: give files of one split")
+    return files
+
+
+def ensemble(args):
+    files = saved_answers(args.ensemble)
+    labels = files[0]["labels"]
     probabilities = {name: np.mean([f[name].astype(np.float32) for f in files], axis=0) for name in DEGRADATIONS
                      if all(name in f for f in files)}  # files saved before a set existed lack it
     return report(f"ensemble of {len(files)}", len(labels), scores(labels, probabilities), args.json)

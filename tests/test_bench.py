@@ -18,6 +18,7 @@ from conftest import REPO, TEST_IMAGE_SIZE, run
 sys.path.insert(0, os.path.join(REPO, "bench"))
 import collapses  # noqa: E402
 import degraded  # noqa: E402
+import shared_errors  # noqa: E402
 import sweep  # noqa: E402
 
 
@@ -103,6 +104,23 @@ def test_an_ensemble_scores_the_mean_of_the_answers(tmp_path, capsys):
         np.savez(tmp_path / "other split.npz", **{**b, "paths": np.array(["Sample001/9.png", "Sample002/1.png"])})
     assert degraded.main(["--ensemble", str(tmp_path / "a.npz"), str(tmp_path / "other split.npz")]) == 2
     assert "different images" in capsys.readouterr().err
+
+
+def test_shared_errors_counts_the_images_every_network_misses(tmp_path, capsys):
+    """Three images, an 'S', an 's' and a '0': both networks read the 'S' as 's'; the first also reads the '0' as
+    'O', the second the 's' as 'S'. One image is wrong in both (by case), two of three are right in one."""
+    index = {character: i for i, character in enumerate(data.CHARACTERS)}
+    labels = np.array([index["S"], index["s"], index["0"]])
+    for name, read in (("a", "ssO"), ("b", "sS0")):
+        probabilities = np.eye(data.NUM_CLASSES, dtype=np.float16)[[index[c] for c in read]]
+        np.savez(tmp_path / f"{name}.npz", labels=labels, paths=np.array(["S/0.png", "s/1.png", "0/2.png"]),
+                 **{set_name: probabilities for set_name in degraded.DEGRADATIONS})
+    assert shared_errors.main([str(tmp_path / "a.npz"), str(tmp_path / "b.npz"), "--json"]) == 0
+    counted = json.loads(capsys.readouterr().out)
+    assert counted["errors"] == {str(tmp_path / "a.npz"): 2, str(tmp_path / "b.npz"): 2}
+    assert counted["wrong_in_all"] == 1 and counted["wrong_in_all_first_reads_other_case"] == 1
+    assert counted["right_in_any"] == pytest.approx(2 / 3) and counted["first_errors_other_case"] == 1
+    assert sorted(counted["first_confusions"]) == [["0", "O", 1], ["S", "s", 1]]
 
 
 def test_collapses_are_the_falls_of_training_accuracy(tmp_path, capsys):

@@ -1,0 +1,81 @@
+"""Which validation images every network reads wrong, from the answers that bench/degraded.py saved.
+
+    python bench/degraded.py --model a.h5 --keras --data-dir ... --probabilities a.npz    # once a network
+    python bench/shared_errors.py a.npz b.npz c.npz
+    python bench/shared_errors.py a.npz b.npz --set dim --json
+
+On one set of images (the clean validation images unless --set says otherwise): each network's errors,
+the images that all of them get wrong and how many of those the first network reads as the same letter
+in the other case, the share that at least one network reads right (what a perfect choice among them
+would score), and the first network's commonest confusions. Images every network misses mark where one
+network's accuracy is bounded by the images themselves rather than by the recipe.
+"""
+
+import argparse
+import collections
+import json
+import os
+import sys
+
+import numpy as np
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+import checkpoint  # noqa: E402
+import data  # noqa: E402
+import degraded  # noqa: E402  (beside this script)
+
+CONFUSIONS_SHOWN = 12
+
+
+def shared_errors(files, names, set_name):
+    labels = files[0]["labels"]
+    if any(set_name not in f for f in files):
+        raise checkpoint.UserError(f"not every file holds answers on the set {set_name!r}")
+    predicted = np.array([f[set_name].argmax(axis=1) for f in files])
+    wrong = predicted != labels
+    wrong_in_all = wrong.all(axis=0)
+    first = predicted[0]
+    by_case = wrong[0] & data.same_character_ignoring_case(labels, first)
+    confusions = collections.Counter((data.CHARACTERS[t], data.CHARACTERS[p]) for t, p in zip(labels[wrong[0]],
+                                                                                              first[wrong[0]]))
+    return {
+        "set": set_name,
+        "n": int(len(labels)),
+        "errors": {name: int(count) for name, count in zip(names, wrong.sum(axis=1))},
+        "wrong_in_all": int(wrong_in_all.sum()),
+        "wrong_in_all_first_reads_other_case": int((wrong_in_all & by_case).sum()),
+        "right_in_any": float(np.mean(~wrong_in_all)),
+        "first_errors_other_case": int(by_case.sum()),
+        "first_confusions": [[truth, read, count] for (truth, read), count in confusions.most_common(CONFUSIONS_SHOWN)],
+    }
+
+
+def report(result, as_json):
+    if as_json:
+        print(json.dumps(result))
+        return 0
+    print(f"{result['n']} images, set {result['set']}")
+    for name, count in result["errors"].items():
+        print(f"  {count:5d} wrong  {name}")
+    print(f"  {result['wrong_in_all']:5d} wrong in all ({result['wrong_in_all_first_reads_other_case']} read by the "
+          f"first as the other case); {result['right_in_any']:.2%} right in at least one")
+    first = next(iter(result["errors"]))
+    print(f"{first}: {result['first_errors_other_case']} of its errors are the other case; commonest confusions "
+          "(true -> read):")
+    print("  " + ", ".join(f"{truth}->{read} {count}" for truth, read, count in result["first_confusions"]))
+    return 0
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("answers", nargs="+", metavar="NPZ", help="files of bench/degraded.py --probabilities")
+    parser.add_argument("--set", default="clean", choices=degraded.DEGRADATIONS,
+                        help="the images to count on (default: clean)")
+    parser.add_argument("--json", action="store_true", help="print one JSON object")
+    args = parser.parse_args(argv)
+    return checkpoint.run_script(
+        lambda: report(shared_errors(degraded.saved_answers(args.answers), args.answers, args.set), args.json))
+
+
+if __name__ == "__main__":
+    sys.exit(main())
