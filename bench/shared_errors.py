@@ -34,10 +34,10 @@ def shared_errors(files, names, set_name):
     predicted = np.array([f[set_name].argmax(axis=1) for f in files])
     wrong = predicted != labels
     wrong_in_all = wrong.all(axis=0)
-    first = predicted[0]
-    by_case = wrong[0] & data.same_character_ignoring_case(labels, first)
-    confusions = collections.Counter((data.CHARACTERS[t], data.CHARACTERS[p]) for t, p in zip(labels[wrong[0]],
-                                                                                              first[wrong[0]]))
+    first, first_wrong = predicted[0], wrong[0]
+    by_case = first_wrong & data.same_character_ignoring_case(labels, first)
+    confusions = collections.Counter((data.CHARACTERS[truth], data.CHARACTERS[read])
+                                     for truth, read in zip(labels[first_wrong], first[first_wrong]))
     return {
         "set": set_name,
         "n": int(len(labels)),
