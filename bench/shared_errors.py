@@ -3,12 +3,14 @@
     python bench/degraded.py --model a.h5 --keras --data-dir ... --probabilities a.npz    # once a network
     python bench/shared_errors.py a.npz b.npz c.npz
     python bench/shared_errors.py a.npz b.npz --set dim --json
+    python bench/shared_errors.py a.npz b.npz c.npz --figure imgs/wrong_in_all.png --data-dir ../shared/chars74k/English
 
 On one set of images (the clean validation images unless --set says otherwise): each network's errors,
 the images that all of them get wrong and how many of those the first network reads as the same letter
 in the other case, the share that at least one network reads right (what a perfect choice among them
 would score), and the first network's commonest confusions. Images every network misses mark where one
-network's accuracy is bounded by the images themselves rather than by the recipe.
+network's accuracy is bounded by the images themselves rather than by the recipe. --figure draws them, as
+the networks see them (the clean crops at the default input size), titled true -> read by the first network.
 """
 
 import argparse
@@ -23,15 +25,20 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 import checkpoint  # noqa: E402
 import data  # noqa: E402
 import degraded  # noqa: E402  (beside this script)
+import test  # noqa: E402
 
 CONFUSIONS_SHOWN = 12
 
 
-def shared_errors(files, names, set_name):
-    labels = files[0]["labels"]
+def answers(files, set_name):
+    """(labels, the class each network reads [networks, images]) on one set."""
     if any(set_name not in f for f in files):
         raise checkpoint.UserError(f"not every file holds answers on the set {set_name!r}")
-    predicted = np.array([f[set_name].argmax(axis=1) for f in files])
+    return files[0]["labels"], np.array([f[set_name].argmax(axis=1) for f in files])
+
+
+def shared_errors(files, names, set_name):
+    labels, predicted = answers(files, set_name)
     wrong = predicted != labels
     wrong_in_all = wrong.all(axis=0)
     first, first_wrong = predicted[0], wrong[0]
@@ -66,15 +73,47 @@ def report(result, as_json):
     return 0
 
 
+def plot_wrong_in_all(files, set_name, data_dir, path):
+    """Draw the images every network reads wrong to path; returns how many."""
+    labels, predicted = answers(files, set_name)
+    missed = np.flatnonzero((predicted != labels).all(axis=0))
+    root = data.class_root(data_dir)
+    if root is None:
+        raise checkpoint.UserError(f"--data-dir {data_dir} holds no SampleNNN class folders")
+    try:
+        images = [data.load_image(os.path.join(root, files[0]["paths"][i])) for i in missed]
+    except data.UnreadableImage as e:
+        raise checkpoint.UserError(f"{e} (is --data-dir the folder these answers were scored on?)") from None
+    titles = [f"'{data.CHARACTERS[labels[i]]}' -> '{data.CHARACTERS[predicted[0, i]]}'" for i in missed]
+    fig, _ = test.prediction_figure(images or [np.full((8, 8, 3), 255, np.uint8)], titles or ["none"], columns=10)
+    fig.suptitle(f"The {len(missed)} images all {len(files)} networks read wrong ({set_name} set; clean crops "
+                 "shown): true -> read by the first", fontsize=12)
+    fig.tight_layout(rect=(0, 0, 1, 0.98))  # room for the title over the first row's
+    test.save_figure(fig, path)
+    return len(missed)
+
+
+def run(args):
+    files = degraded.saved_answers(args.answers)
+    figure = test.figure_path(args.figure) if args.figure else None
+    result = shared_errors(files, args.answers, args.set)
+    if figure:
+        drawn = plot_wrong_in_all(files, args.set, args.data_dir, figure)
+        print(f"Drew the {drawn} images every network reads wrong to {figure}", file=sys.stderr)
+    return report(result, args.json)
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("answers", nargs="+", metavar="NPZ", help="files of bench/degraded.py --probabilities")
     parser.add_argument("--set", default="clean", choices=degraded.DEGRADATIONS,
                         help="the images to count on (default: clean)")
     parser.add_argument("--json", action="store_true", help="print one JSON object")
+    parser.add_argument("--figure", metavar="PNG", help="draw the images every network reads wrong to this file")
+    parser.add_argument("--data-dir", default=checkpoint.DATA_DIR,
+                        help="with --figure: where the scored images are (default: English/)")
     args = parser.parse_args(argv)
-    return checkpoint.run_script(
-        lambda: report(shared_errors(degraded.saved_answers(args.answers), args.answers, args.set), args.json))
+    return checkpoint.run_script(lambda: run(args))
 
 
 if __name__ == "__main__":

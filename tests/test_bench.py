@@ -123,6 +123,31 @@ def test_shared_errors_counts_the_images_every_network_misses(tmp_path, capsys):
     assert sorted(counted["first_confusions"]) == [["0", "O", 1], ["S", "s", 1]]
 
 
+def test_shared_errors_draws_the_images_every_network_misses(tmp_path, tiny_english, capsys):
+    """Two networks on three real-format crops: both read the first wrong, so the figure holds that one."""
+    from PIL import Image
+
+    root = data.class_root(tiny_english)
+    entries = data.list_images(root, log=lambda m: None)[:3]
+    labels = np.array([label for _, label in entries])
+    for name, wrong in (("a", [0, 1]), ("b", [0, 2])):
+        read = labels.copy()
+        read[wrong] = (read[wrong] + 1) % data.NUM_CLASSES
+        np.savez(tmp_path / f"{name}.npz", labels=labels, paths=np.array([path for path, _ in entries]),
+                 **{set_name: np.eye(data.NUM_CLASSES, dtype=np.float16)[read] for set_name in degraded.DEGRADATIONS})
+    answers = [str(tmp_path / "a.npz"), str(tmp_path / "b.npz")]
+    figure = tmp_path / "wrong_in_all.png"
+    assert shared_errors.main([*answers, "--figure", str(figure), "--data-dir", tiny_english, "--json"]) == 0
+    captured = capsys.readouterr()
+    assert json.loads(captured.out)["wrong_in_all"] == 1 and "Drew the 1 images" in captured.err
+    assert Image.open(figure).size[0] > 100
+    figure.unlink()
+    assert shared_errors.main([*answers, "--figure", str(figure), "--data-dir", str(tmp_path)]) == 2
+    assert "holds no SampleNNN class folders" in capsys.readouterr().err and not figure.exists()
+    assert shared_errors.main([*answers, "--figure", str(tmp_path / "wrong.txt1")]) == 2
+    assert "give a file name ending in" in capsys.readouterr().err
+
+
 def test_collapses_are_the_falls_of_training_accuracy(tmp_path, capsys):
     """A history as train.py's CSVLogger writes it: epoch 3 loses 10 points of training accuracy, epoch 4 one."""
     run_dir = tmp_path / "base-s1"
