@@ -88,7 +88,7 @@ def plot_wrong_in_all(files, set_name, data_dir, path):
     fig, _ = test.prediction_figure(images or [np.full((8, 8, 3), 255, np.uint8)], titles or ["none"], columns=10)
     fig.suptitle(f"The {len(missed)} images all {len(files)} networks read wrong ({set_name} set; clean crops "
                  "shown): true -> read by the first", fontsize=12)
-    fig.tight_layout(rect=(0, 0, 1, 0.98))  # room for the title over the first row's
+    fig.tight_layout(rect=(0, 0, 1, 0.98))  # room for the title above the first row's titles
     test.save_figure(fig, path)
     return len(missed)
 
