@@ -37,8 +37,7 @@ def answers(files, set_name):
     return files[0]["labels"], np.array([f[set_name].argmax(axis=1) for f in files])
 
 
-def shared_errors(files, names, set_name):
-    labels, predicted = answers(files, set_name)
+def shared_errors(labels, predicted, names, set_name):
     wrong = predicted != labels
     wrong_in_all = wrong.all(axis=0)
     first, first_wrong = predicted[0], wrong[0]
@@ -73,20 +72,19 @@ def report(result, as_json):
     return 0
 
 
-def plot_wrong_in_all(files, set_name, data_dir, path):
+def plot_wrong_in_all(labels, predicted, paths, set_name, data_dir, path):
     """Draw the images every network reads wrong to path; returns how many."""
-    labels, predicted = answers(files, set_name)
     missed = np.flatnonzero((predicted != labels).all(axis=0))
     root = data.class_root(data_dir)
     if root is None:
         raise checkpoint.UserError(f"--data-dir {data_dir} holds no SampleNNN class folders")
     try:
-        images = [data.load_image(os.path.join(root, files[0]["paths"][i])) for i in missed]
+        images = [data.load_image(os.path.join(root, paths[i])) for i in missed]
     except data.UnreadableImage as e:
         raise checkpoint.UserError(f"{e} (is --data-dir the folder these answers were scored on?)") from None
     titles = [f"'{data.CHARACTERS[labels[i]]}' -> '{data.CHARACTERS[predicted[0, i]]}'" for i in missed]
     fig, _ = test.prediction_figure(images or [np.full((8, 8, 3), 255, np.uint8)], titles or ["none"], columns=10)
-    fig.suptitle(f"The {len(missed)} images all {len(files)} networks read wrong ({set_name} set; clean crops "
+    fig.suptitle(f"The {len(missed)} images all {len(predicted)} networks read wrong ({set_name} set; clean crops "
                  "shown): true -> read by the first", fontsize=12)
     fig.tight_layout(rect=(0, 0, 1, 0.98))  # room for the title above the first row's titles
     test.save_figure(fig, path)
@@ -96,9 +94,10 @@ def plot_wrong_in_all(files, set_name, data_dir, path):
 def run(args):
     files = degraded.saved_answers(args.answers)
     figure = test.figure_path(args.figure) if args.figure else None
-    result = shared_errors(files, args.answers, args.set)
+    labels, predicted = answers(files, args.set)
+    result = shared_errors(labels, predicted, args.answers, args.set)
     if figure:
-        drawn = plot_wrong_in_all(files, args.set, args.data_dir, figure)
+        drawn = plot_wrong_in_all(labels, predicted, files[0]["paths"], args.set, args.data_dir, figure)
         print(f"Drew the {drawn} images every network reads wrong to {figure}", file=sys.stderr)
     return report(result, args.json)
 
