@@ -28,7 +28,7 @@ from keras import layers, ops
 
 import data
 
-ROTATION = 0.05  # of a full turn: +-18 degrees
+ROTATION = 18  # degrees, either way
 CONTRAST = 0.2
 NOISE = 10.0  # the largest standard deviation of sensor noise, in 0-255 pixel units
 LEAST_LIGHT = 0.3  # with light=True, the least share of the light an image keeps, overall and at a shadow's far edge
@@ -51,8 +51,9 @@ class Augmented(keras.Model):
     """(classifier(augment(images)), targets) in training, classifier(images) otherwise; inputs (uint8 images,
     labels) or (uint8 images, labels, target distributions).
 
-    augment=False trains on the images as they are; flip=False augments without flipping; strong=True
-    adds strong_layers; light=True: see relit; mixup, cutmix: see mix.
+    augment=False trains on the images as they are; flip=False augments without flipping; rotation: the
+    largest turn in degrees, either way; strong=True adds strong_layers; light=True: see relit; mixup,
+    cutmix: see mix.
     """
 
     def __init__(self, classifier, augment=True, flip=True, strong=False, light=False, mixup=0.0, cutmix=0.0,
@@ -61,7 +62,7 @@ class Augmented(keras.Model):
         self.classifier = classifier
         self.augment, self.flip, self.light = augment, flip, light
         self.mixup, self.cutmix = mixup, cutmix
-        self.rotate = layers.RandomRotation(rotation, fill_mode="nearest", seed=seed)
+        self.rotate = layers.RandomRotation(rotation / 360, fill_mode="nearest", seed=seed)
         self.change_contrast = layers.RandomContrast(contrast, seed=seed + 1)
         self.strong = strong_layers(seed) if strong else []
         if keras.backend.backend() == "jax":

@@ -28,7 +28,7 @@ import data
 
 ERRORS_SHOWN = 24
 BATCH_SIZE = 64  # images read and predicted at a time
-TTA_ANGLES = (-12, -6, 6, 12)  # degrees: --tta's rotated copies, within training's rotation (augment.ROTATION)
+TTA_ANGLES = (-12, -6, 6, 12)  # degrees: --tta's rotated copies, within the recipe's rotation (augment.ROTATION)
 
 
 class InputError(checkpoint.UserError):

@@ -56,6 +56,8 @@ decay = checkpoint.checked(float, lambda value: 0 <= value < 1, "at least 0 and 
 clip_norm = checkpoint.checked(float, lambda value: value >= 0, "at least 0 (0: no clipping)")
 beta_parameter = checkpoint.checked(float, lambda value: 0 <= value < math.inf, "at least 0 (0: off) and finite")
 temperature = checkpoint.checked(float, lambda value: 0 < value < math.inf, "above 0 and finite")
+degrees = checkpoint.checked(float, lambda value: 0 <= value <= 90,
+                            "from 0 to 90 (further, 6 and 9, b and q, d and p, n and u turn into each other)")
 momentum = checkpoint.checked(float, lambda value: value == 0 or 0.5 <= value < 1,
                              "0 (off), or at least 0.5 and below 1")
 
@@ -98,6 +100,9 @@ def parse_args(argv=None):
                         help="imagenet (Keras' download), none, or a weights file (ResNet50 backbone or a saved model)")
     parser.add_argument("--no-augment", dest="augment", action="store_false", help="train without augmentation")
     parser.add_argument("--no-flip", dest="flip", action="store_false", help="augment without label-safe flips")
+    parser.add_argument("--rotation", type=degrees, metavar="DEGREES",
+                        help="turn training images by up to this many degrees either way (default: the recipe's "
+                             "18, augment.ROTATION)")
     parser.add_argument("--strong-augment", action="store_true",
                         help="also scale, shift, shear, colour, invert, blur and add noise (augment.py)")
     parser.add_argument("--light-augment", action="store_true",
@@ -136,9 +141,10 @@ def parse_args(argv=None):
     args = parser.parse_args(argv)
     parser.set_defaults(**{name: None if name == "teacher" else NOT_GIVEN for name in vars(args)})  # append: a list
     args.given = {name for name, value in vars(parser.parse_args(argv)).items() if value not in (NOT_GIVEN, None)}
-    if not args.augment and (args.strong_augment or args.light_augment or args.mixup or args.cutmix):
-        parser.error("--strong-augment, --light-augment, --mixup and --cutmix add to the augmentation that "
-                     "--no-augment turns off")
+    if not args.augment and (args.rotation is not None or args.strong_augment or args.light_augment or args.mixup
+                             or args.cutmix):
+        parser.error("--rotation, --strong-augment, --light-augment, --mixup and --cutmix shape the augmentation "
+                     "that --no-augment turns off")
     if args.zero_init_residual and args.weights != "none" and not args.resume:  # --resume reads --weights from the run
         parser.error("--zero-init-residual initializes a network from scratch: it needs --weights none")
     if not (args.teacher or args.resume) and {"teacher_weight", "teacher_temperature"} & args.given:
@@ -669,6 +675,7 @@ def train_alone(args, run):
                                       zero_init_residual=args.zero_init_residual)
         trainer = augment.Augmented(model, augment=args.augment, flip=args.flip, strong=args.strong_augment,
                                     light=args.light_augment, mixup=args.mixup, cutmix=args.cutmix,
+                                    rotation=augment.ROTATION if args.rotation is None else args.rotation,
                                     seed=args.train_seed)
     dataset = load_data(args)
     if args.batch_size > len(dataset.train_idx):

@@ -89,6 +89,30 @@ def test_rotation_and_contrast_change_the_pixels_only_when_augmenting(augmenting
     assert np.array_equal(seen, images.reshape(6, -1)[:, : data.NUM_CLASSES]) != augmenting
 
 
+def bar_angles(rotation, n=48):
+    """How far (degrees) training turns a horizontal bar, once per image, with Augmented(rotation=rotation)."""
+    class Pixels(keras.layers.Layer):
+        def call(self, images):
+            return ops.reshape(images[..., 0], (ops.shape(images)[0], -1))
+
+    images = np.zeros((n, 32, 32, 3), np.uint8)
+    images[:, 15:17, 8:24] = 255
+    labels = np.full(n, CHAR("R"), np.int32)  # never flipped
+    seen = ops.convert_to_numpy(augment.Augmented(Pixels(), rotation=rotation, contrast=0.0, seed=4)(
+        (images, labels), training=True)[0]).reshape(n, 32, 32)
+    y, x = np.mgrid[:32, :32] - 15.5
+    mass = seen / seen.sum(axis=(1, 2), keepdims=True)
+    xx, yy, xy = ((mass * a * b).sum(axis=(1, 2)) for a, b in ((x, x), (y, y), (x, y)))
+    return np.degrees(0.5 * np.arctan2(2 * xy, xx - yy))
+
+
+@pytest.mark.parametrize("rotation", [18, 60])
+def test_rotation_turns_images_by_up_to_the_degrees_given(rotation):
+    turned = np.abs(bar_angles(rotation))
+    assert turned.max() <= rotation + 3 and turned.max() > 0.7 * rotation
+    assert (bar_angles(0) == 0).all()
+
+
 def test_strong_augmentation_varies_each_image_within_the_pixel_range():
     class Seen(keras.layers.Layer):
         """The classifier's input, as far as 62 numbers show it."""

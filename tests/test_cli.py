@@ -152,7 +152,7 @@ def test_tta_scores_the_mean_answer_over_the_image_and_its_rotated_copies(traine
 
 
 def test_tta_rotations_stay_within_training_and_fill_corners_from_the_edges():
-    assert max(abs(angle) for angle in test.TTA_ANGLES) <= augment.ROTATION * 360
+    assert max(abs(angle) for angle in test.TTA_ANGLES) <= augment.ROTATION
     bar = np.zeros((32, 32, 3), np.uint8)
     bar[:, 15:17] = 255  # a vertical white bar on black
     turned = test.rotated(bar, 90)
@@ -276,7 +276,8 @@ def test_models_that_do_not_fit(trained, tmp_path):
     (["--label-smoothing", "1"], "--label-smoothing"), (["--label-smoothing", "-0.1"], "--label-smoothing"),
     (["--weight-decay", "-0.1"], "--weight-decay"), (["--ema", "0.3"], "--ema"), (["--ema", "1"], "--ema"),
     (["--clip-norm", "-1"], "--clip-norm"), (["--mixup", "-0.2"], "--mixup"), (["--cutmix", "inf"], "--cutmix"),
-    (["--no-augment", "--mixup", "0.2"], "--no-augment"), (["--teacher-weight", "0.3"], "need --teacher"),
+    (["--no-augment", "--mixup", "0.2"], "--no-augment"), (["--no-augment", "--rotation", "30"], "--no-augment"),
+    (["--rotation", "-5"], "--rotation"), (["--rotation", "120"], "--rotation"), (["--teacher-weight", "0.3"], "need --teacher"),
     (["--teacher", "t.h5", "--teacher-temperature", "0"], "--teacher-temperature"),
     (["--fonts"], "--fonts"), (["--zero-init-residual"], "needs --weights none"),
     (["--zero-init-residual", "--weights", "imagenet"], "needs --weights none"),
