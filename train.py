@@ -401,7 +401,8 @@ def run_info(args, dataset, devices):
     backend = keras.backend.backend()
     training = settings(args)
     training.update(output=checkpoint.portable(args.output),
-                    data_dir=args.data_dir and checkpoint.portable(args.data_dir))
+                    data_dir=args.data_dir and checkpoint.portable(args.data_dir),
+                    teacher=args.teacher and [checkpoint.portable(path) for path in args.teacher])
     return {
         **data.model_inputs(args.image_size, args.resize),
         "preprocessing": "RGB uint8 pixels 0-255, resized by data.fit_image; "
