@@ -2,7 +2,7 @@
 
     python bench.py                                   # dataset at English/ (or --data-dir), medians of 3
     python bench.py --data-dir ../shared/chars74k/English --json
-    python bench.py --steps 10 --repeats 2 --max-per-class 8   # a quick look
+    python bench.py --steps 10 --repeats 2            # a quick look
 
 Training (each pipeline in its own process, same ResNet50, same batch size, from scratch, trained as
 train.py trains on the devices in view: mixed precision and XLA on accelerators):

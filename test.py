@@ -41,7 +41,8 @@ def parse_args(argv=None):
                         help="image files or folders; a path that does not exist is looked up under "
                              "English/Img/GoodImg/Bmp, as in /Sample008/img008-00019.png")
     parser.add_argument("--eval", nargs="?", const="split", metavar="DIR",
-                        help="score the validation images of saved/split.json, or every image of DIR/SampleNNN")
+                        help="score the validation images of the model's split (<model>.split.json for a shipped "
+                             "model, else saved/split.json), or every image of DIR/SampleNNN")
     parser.add_argument("--model", help="a model saved by train.py (default: saved/model/model_new.h5, "
                                          "else the shipped one)")
     parser.add_argument("--keras", action="store_true",

@@ -7,12 +7,12 @@
     python train.py --resume                            # continue an interrupted run
 
 Writes saved/model/model_new.h5 (best epoch by validation accuracy) with model_new.json beside it,
-saved/split.json, saved/history.csv, TensorBoard logs in saved/logs/ and the curves in imgs/, all
+saved/split.json, saved/history.csv, the curves in imgs/ and (TensorFlow) TensorBoard logs in saved/logs/, all
 beside this script (or in $CHARS74K_HOME), from whatever folder it is started.
 
-Devices: on a GPU it trains in mixed precision with XLA (--no-mixed-precision, --no-xla); with
-several GPUs it uses tf.distribute.MirroredStrategy, --batch-size per GPU. Several machines: run
-with KERAS_BACKEND=jax and, on each machine, the same command with
+Devices: on a GPU it trains in mixed precision with XLA (--no-mixed-precision, --no-xla); with several
+GPUs it uses tf.distribute.MirroredStrategy (TensorFlow) or keras.distribution.DataParallel (JAX),
+--batch-size per GPU. Several machines: run with KERAS_BACKEND=jax and, on each machine, the same command with
     KERAS_DISTRIBUTION_JOB_ADDRESSES=host0:port  KERAS_DISTRIBUTION_NUM_PROCESSES=N
     KERAS_DISTRIBUTION_PROCESS_ID=i    (0 on host0, the coordinator)
 Each process trains on its own shard of the training images (listed in saved/shard-i.json) with
@@ -668,6 +668,8 @@ def train_alone(args, run):
     import augment
     import model as model_lib
 
+    if args.rotation is None:  # the model's JSON records the rotation it trained with, not "the default"
+        args.rotation = augment.ROTATION if args.augment else 0
     keras.utils.set_random_seed(args.train_seed)
     devices = setup_devices(args.xla, args.mixed_precision)
     with devices.scope():
@@ -676,7 +678,7 @@ def train_alone(args, run):
                                       zero_init_residual=args.zero_init_residual)
         trainer = augment.Augmented(model, augment=args.augment, flip=args.flip, strong=args.strong_augment,
                                     light=args.light_augment, mixup=args.mixup, cutmix=args.cutmix,
-                                    rotation=augment.ROTATION if args.rotation is None else args.rotation,
+                                    rotation=args.rotation,
                                     seed=args.train_seed)
     dataset = load_data(args)
     if args.batch_size > len(dataset.train_idx):

@@ -1,8 +1,8 @@
 """Tesseract 5 as a peer: single-character mode (--psm 10) on our validation images.
 
-    python bench/tesseract.py                       # the validation images of saved/split.json, engine LSTM
+    python bench/tesseract.py                       # the validation images of saved/split.json (a training's), engine LSTM
     python bench/tesseract.py --oem 0 --oem 1 --json
-    python bench/tesseract.py --split path/to/split.json --data-dir ../shared/chars74k/English
+    python bench/tesseract.py --split saved/model/chars74k_resnet50_fp16.split.json   # a fresh clone: the shipped split
 
 Needs the tesseract command (Debian: apt-get install tesseract-ocr). Each original crop is given to
 `tesseract IMAGE stdout --psm 10 --oem N`, restricted to the 62 characters; the first character of

@@ -45,7 +45,7 @@ def test_training_writes_model_json_history_figures_and_logs(trained):
     split = json.loads((workdir / "saved" / "split.json").read_text())
     assert len(split["val"]) == 62 and not set(split["train"]) & set(split["val"])
     assert split["seed"] == data.SEED and info["training"]["train_seed"] == 7  # another run, the same split
-    assert info["training"]["label_smoothing"] == 0.1
+    assert info["training"]["label_smoothing"] == 0.1 and info["training"]["rotation"] == augment.ROTATION
     assert "Best epoch 1 of 1: validation accuracy" in result.stdout and "case-insensitive" in result.stdout
     assert "s per epoch" in result.stdout and "images/s" in result.stdout
 
