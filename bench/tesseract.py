@@ -1,6 +1,6 @@
 """Tesseract 5 as a peer: single-character mode (--psm 10) on our validation images.
 
-    python bench/tesseract.py                       # the validation images of saved/split.json (a training's), engine LSTM
+    python bench/tesseract.py                       # a training's saved/split.json, engine LSTM
     python bench/tesseract.py --oem 0 --oem 1 --json
     python bench/tesseract.py --split saved/model/chars74k_resnet50_fp16.split.json   # a fresh clone: the shipped split
 
