@@ -335,9 +335,9 @@ def history_rows(path=checkpoint.HISTORY_PATH):
         return [], None, 0
     with open(path, newline="") as f:
         reader = csv.DictReader(f)
-        rows = list(reader)
+        rows, header = list(reader), reader.fieldnames  # the header is read lazily: inside, for an empty file
     complete = [row for row in rows if is_complete(row)]
-    return complete, reader.fieldnames, len(rows) - len(complete)
+    return complete, header, len(rows) - len(complete)
 
 
 def is_complete(row):

@@ -186,3 +186,12 @@ def test_outputs_that_cannot_be_written_are_refused_before_any_work(tmp_path):
     result = run("train.py", "--weights", "none", cwd=tmp_path)
     assert_user_error(result, "is a file, not a folder")
     assert "Decoding" not in result.stdout
+
+
+def test_a_stop_in_the_first_epoch_reads_the_empty_history_as_no_epoch(tmp_path):
+    """Keras' CSVLogger creates history.csv empty as training starts; SIGTERM or Ctrl-C before the first epoch
+    ends makes train.py read it to summarize the run, which must say that no epoch finished, not fail."""
+    path = tmp_path / "history.csv"
+    path.write_text("")
+    assert train.history_rows(str(path)) == ([], None, 0)
+    assert train.read_history(str(path)) == []
