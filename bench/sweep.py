@@ -36,10 +36,8 @@ CLIP = ["--clip-norm", "1.0"]
 FONT_PRETRAINING = ["--data", "synthetic", "--synthetic-per-class", "300", "--epochs", "10"]
 # The best recipe on CPU so far (RESULTS.md: "Residual blocks that start as identities: the full run").
 LIGHT_ZERO = ["--light-augment", "--zero-init-residual"]
-# The candidate to ship on CPU (RESULTS.md: "Relit images with the shipped model as the only teacher"): AdamW and one
-# teacher of the base recipe (there the shipped model, here clip-s2), and the same with stronger augmentation.
-ONE_TEACHER = ["--weight-decay", "0.05"]
-ALL_LEVERS = ["--label-smoothing", "0.1", "--strong-augment", "--ema", "0.999", "--weight-decay", "0.05"]
+ADAMW = ["--weight-decay", "0.05"]
+ALL_LEVERS = ["--label-smoothing", "0.1", "--strong-augment", "--ema", "0.999", *ADAMW]
 # name: (flags after RECIPE, the run whose model it starts from), in the order they are started.
 RUNS = {
     "clip-s1": (CLIP, None),
@@ -49,14 +47,16 @@ RUNS = {
     "clip-light-zero-s2": (CLIP + LIGHT_ZERO + ["--train-seed", "2"], None),
     "clip-zero-distill-s1": (CLIP + ["--zero-init-residual"], None),
     "clip-light-zero-distill-s1": (CLIP + LIGHT_ZERO, None),
-    "clip-light-zero-distill1-wd-s1": (CLIP + LIGHT_ZERO + ONE_TEACHER, None),
-    "clip-light-zero-distill1-wd-s2": (CLIP + LIGHT_ZERO + ONE_TEACHER + ["--train-seed", "2"], None),
-    "clip-light-zero-distill1-wd-strong-s1": (CLIP + LIGHT_ZERO + ONE_TEACHER + ["--strong-augment"], None),
+    # The candidate to ship on CPU (RESULTS.md: "Relit images with the shipped model as the only teacher"), with one
+    # teacher of the base recipe (there the shipped model, here clip-s2); and the same with stronger augmentation.
+    "clip-light-zero-distill1-wd-s1": (CLIP + LIGHT_ZERO + ADAMW, None),
+    "clip-light-zero-distill1-wd-s2": (CLIP + LIGHT_ZERO + ADAMW + ["--train-seed", "2"], None),
+    "clip-light-zero-distill1-wd-strong-s1": (CLIP + LIGHT_ZERO + ADAMW + ["--strong-augment"], None),
     "base-s1": ([], None),
     "base-s2": (["--train-seed", "2"], None),
     "fonts": (FONT_PRETRAINING + CLIP, None),
     "clip-smooth-s1": (CLIP + ["--label-smoothing", "0.1"], None),
-    "clip-adamw-s1": (CLIP + ["--weight-decay", "0.05"], None),
+    "clip-adamw-s1": (CLIP + ADAMW, None),
     "clip-stretch-s1": (CLIP + ["--stretch-contrast"], None),
     "clip-stretch-s2": (CLIP + ["--stretch-contrast", "--train-seed", "2"], None),
     "clip-light-s1": (CLIP + ["--light-augment"], None),
@@ -80,7 +80,8 @@ RUNS = {
 # training images are almost the labels ("Choosing the distillation temperature" in RESULTS.md).
 TEACHERS = {name: ["clip-s2", "clip-s3"] for name in ("clip-distill-s1", "clip-distill-s2", "clip-fonts-distill-s1",
                                                    "clip-zero-distill-s1", "clip-light-zero-distill-s1")}
-TEACHERS.update({name: ["clip-s2"] for name in RUNS if "distill1" in name})
+TEACHERS.update({name: ["clip-s2"] for name in ("clip-light-zero-distill1-wd-s1", "clip-light-zero-distill1-wd-s2",
+                                                 "clip-light-zero-distill1-wd-strong-s1")})
 TEACHER_TEMPERATURE = 4
 PEER = ["--batch", "128", "--epochs", "100", "--lr", "2e-3", "--aug", "--cosine", "--eval-every", "10",
         "--smooth", "0.1"]
