@@ -5,7 +5,9 @@ shift and shear, brightness, saturation and hue, inverted polarity (light on dar
 sensor noise. light=True relights half of the images: a dimmer light overall, and light falling off
 across the crop in a random direction (a shadow, a lamp to one side). mixup and cutmix (Beta
 parameters, 0: off) blend each image with another of the batch, or paste a box of the other into it,
-and teach the blend of their labels.
+and teach the blend of their labels. With teachers (consistent teaching, Beyer et al. 2022, "Knowledge
+distillation: a good teacher is patient and consistent"), each target is a blend of the label and the
+teachers' answer on the very view the student sees, augmented and mixed, not on the image as it is.
 
 Augmented wraps the classifier for model.fit on ((images, labels), labels), or ((images, labels,
 targets), labels) where each training image has its own target distribution (distillation: a blend
@@ -27,11 +29,19 @@ import keras
 from keras import layers, ops
 
 import data
+from model import SMALLEST_PROBABILITY
 
 ROTATION = 18  # degrees, either way
 CONTRAST = 0.2
 NOISE = 10.0  # the largest standard deviation of sensor noise, in 0-255 pixel units
 LEAST_LIGHT = 0.3  # with light=True, the least share of the light an image keeps, overall and at a shadow's far edge
+
+
+def taught(targets, answers, weight, temperature):
+    """Distillation's targets: (1 - weight) of targets and weight of the teachers' mean answers (probabilities),
+    softened by the temperature (a softmax of log(answers) / temperature)."""
+    logits = ops.log(ops.maximum(answers, SMALLEST_PROBABILITY)) / temperature
+    return (1 - weight) * targets + weight * ops.softmax(logits, axis=-1)
 
 
 def strong_layers(seed):
@@ -53,13 +63,18 @@ class Augmented(keras.Model):
 
     augment=False trains on the images as they are; flip=False augments without flipping; rotation: the
     largest turn in degrees, either way; strong=True adds strong_layers; light=True: see relit; mixup,
-    cutmix: see mix.
+    cutmix: see mix; teachers (frozen here), teacher_weight, teacher_temperature: see taught.
     """
 
     def __init__(self, classifier, augment=True, flip=True, strong=False, light=False, mixup=0.0, cutmix=0.0,
-                 rotation=ROTATION, contrast=CONTRAST, seed=data.SEED, **kwargs):
+                 rotation=ROTATION, contrast=CONTRAST, seed=data.SEED, teachers=(), teacher_weight=0.5,
+                 teacher_temperature=1.0, **kwargs):
         super().__init__(**kwargs)
         self.classifier = classifier
+        self.teachers = list(teachers)
+        for teacher in self.teachers:
+            teacher.trainable = False
+        self.teacher_weight, self.teacher_temperature = teacher_weight, teacher_temperature
         self.augment, self.flip, self.light = augment, flip, light
         self.mixup, self.cutmix = mixup, cutmix
         self.rotate = layers.RandomRotation(rotation / 360, fill_mode="nearest", seed=seed)
@@ -88,6 +103,10 @@ class Augmented(keras.Model):
             images, targets = self.augmented(images, labels, targets)
             if self.mixup or self.cutmix:
                 images, targets = self.mix(images, targets)
+        if self.teachers:
+            answers = ops.mean(ops.stack([ops.cast(teacher(images, training=False), "float32")
+                                          for teacher in self.teachers]), axis=0)
+            targets = taught(targets, ops.stop_gradient(answers), self.teacher_weight, self.teacher_temperature)
         return self.classifier(images, training=True), targets
 
     @staticmethod

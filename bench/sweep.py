@@ -48,10 +48,12 @@ RUNS = {
     "clip-zero-distill-s1": (CLIP + ["--zero-init-residual"], None),
     "clip-light-zero-distill-s1": (CLIP + LIGHT_ZERO, None),
     # The candidate to ship on CPU (RESULTS.md: "Relit images with the shipped model as the only teacher"), with one
-    # teacher of the base recipe (there the shipped model, here clip-s2); and the same with stronger augmentation.
+    # teacher of the base recipe (there the shipped model, here clip-s2); the same with stronger augmentation, and
+    # with the teacher answering each augmented view.
     "clip-light-zero-distill1-wd-s1": (CLIP + LIGHT_ZERO + ADAMW, None),
     "clip-light-zero-distill1-wd-s2": (CLIP + LIGHT_ZERO + ADAMW + ["--train-seed", "2"], None),
     "clip-light-zero-distill1-wd-strong-s1": (CLIP + LIGHT_ZERO + ADAMW + ["--strong-augment"], None),
+    "clip-light-zero-distill1-wd-consistent-s1": (CLIP + LIGHT_ZERO + ADAMW + ["--consistent-teacher"], None),
     "base-s1": ([], None),
     "base-s2": (["--train-seed", "2"], None),
     "fonts": (FONT_PRETRAINING + CLIP, None),
@@ -81,7 +83,8 @@ RUNS = {
 TEACHERS = {name: ["clip-s2", "clip-s3"] for name in ("clip-distill-s1", "clip-distill-s2", "clip-fonts-distill-s1",
                                                    "clip-zero-distill-s1", "clip-light-zero-distill-s1")}
 TEACHERS.update({name: ["clip-s2"] for name in ("clip-light-zero-distill1-wd-s1", "clip-light-zero-distill1-wd-s2",
-                                                 "clip-light-zero-distill1-wd-strong-s1")})
+                                                 "clip-light-zero-distill1-wd-strong-s1",
+                                                 "clip-light-zero-distill1-wd-consistent-s1")})
 TEACHER_TEMPERATURE = 4
 PEER = ["--batch", "128", "--epochs", "100", "--lr", "2e-3", "--aug", "--cosine", "--eval-every", "10",
         "--smooth", "0.1"]

@@ -66,6 +66,40 @@ def test_a_target_distribution_given_is_mirrored_with_its_image():
     np.testing.assert_array_equal(targets[~flipped], given[~flipped])
 
 
+def test_a_consistent_teacher_answers_the_view_the_student_sees():
+    """Teachers inside the step see each image as flipped: a teacher right on every view teaches a flipped 'b' as
+    a 'd' (the target, half label and half teacher, is the answer itself); had it seen the image as given, half
+    of that target would say 'b'."""
+    images, labels = bars_on_the_left([CHAR("b")] * 200)
+    model = augment.Augmented(BarSide(), rotation=0.0, contrast=0.0, seed=3, teachers=[BarSide()])
+    answers, targets = (ops.convert_to_numpy(t) for t in model((images, labels), training=True))
+    assert 0.3 < (answers.argmax(axis=1) == CHAR("d")).mean() < 0.7
+    np.testing.assert_allclose(targets, answers, atol=1e-6)
+
+
+def test_teachers_answers_are_averaged_softened_and_blended_with_the_label():
+    class Certain(keras.layers.Layer):
+        """A stand-in teacher: 0.8 on one class and the rest shared evenly by the others."""
+
+        def __init__(self, char):
+            super().__init__()
+            self.answer = np.full(data.NUM_CLASSES, 0.2 / (data.NUM_CLASSES - 1), np.float32)
+            self.answer[CHAR(char)] = 0.8
+
+        def call(self, images):
+            return ops.broadcast_to(ops.convert_to_tensor(self.answer), (ops.shape(images)[0], data.NUM_CLASSES))
+
+    images, labels = bars_on_the_left([CHAR("R")] * 4)
+    teachers = [Certain("R"), Certain("K")]
+    model = augment.Augmented(BarSide(), seed=3, teachers=teachers, teacher_weight=0.3, teacher_temperature=2)
+    targets = ops.convert_to_numpy(model((images, labels), training=True)[1])
+    mean = (teachers[0].answer + teachers[1].answer) / 2
+    softened = np.sqrt(mean) / np.sqrt(mean).sum()  # a softmax of log(mean) / 2
+    expected = 0.7 * np.eye(data.NUM_CLASSES)[CHAR("R")] + 0.3 * softened
+    np.testing.assert_allclose(targets, np.broadcast_to(expected, targets.shape), atol=1e-6)
+    assert not any(teacher.trainable for teacher in teachers)
+
+
 def test_without_training_it_is_the_classifier_alone():
     images, labels = bars_on_the_left([CHAR("R")] * 4)
     model = augment.Augmented(BarSide())

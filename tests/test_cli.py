@@ -278,7 +278,7 @@ def test_models_that_do_not_fit(trained, tmp_path):
     (["--clip-norm", "-1"], "--clip-norm"), (["--mixup", "-0.2"], "--mixup"), (["--cutmix", "inf"], "--cutmix"),
     (["--no-augment", "--mixup", "0.2"], "--no-augment"), (["--no-augment", "--rotation", "30"], "--no-augment"),
     (["--rotation", "-5"], "--rotation"), (["--rotation", "120"], "--rotation"),
-    (["--teacher-weight", "0.3"], "need --teacher"),
+    (["--teacher-weight", "0.3"], "need --teacher"), (["--consistent-teacher"], "need --teacher"),
     (["--teacher", "t.h5", "--teacher-temperature", "0"], "--teacher-temperature"),
     (["--fonts"], "--fonts"), (["--zero-init-residual"], "needs --weights none"),
     (["--zero-init-residual", "--weights", "imagenet"], "needs --weights none"),
@@ -343,6 +343,18 @@ def test_averaged_weights_are_the_ones_validated_and_saved(trained, tmp_path, ti
     probabilities = net.predict(images.astype(np.float32), verbose=0)
     loss = -np.mean(np.log(np.maximum(probabilities[np.arange(len(labels)), labels], model.SMALLEST_PROBABILITY)))
     assert loss == pytest.approx(info["metrics"]["val_loss"], rel=1e-3)
+
+
+def test_a_consistent_teacher_answers_inside_the_training_step(trained, tmp_path, tiny_english):
+    teacher = trained[0] / "saved" / "model" / "model_new.h5"
+    result = run("train.py", "--data-dir", tiny_english, "--weights", "none", "--epochs", "1", "--teacher", teacher,
+                 "--consistent-teacher", "--teacher-temperature", "4",
+                 "--image-size", TEST_IMAGE_SIZE, "--batch-size", "16", cwd=tmp_path)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert f"Teacher {teacher}: answering each augmented view of the training images" in result.stdout
+    assert "answering the" not in result.stdout  # no answers computed once beforehand
+    info = json.loads((tmp_path / "saved" / "model" / "model_new.json").read_text())
+    assert info["training"]["consistent_teacher"] is True and info["training"]["teacher_temperature"] == 4
 
 
 def teacher_and_split(trained):
