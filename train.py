@@ -126,7 +126,7 @@ def parse_args(argv=None):
     parser.add_argument("--consistent-teacher", action="store_true",
                         help="with --teacher, the teachers answer every augmented view the student trains on, "
                              "inside the training step, instead of each training image once as it is (consistent "
-                             "teaching; each teacher adds about a third to a CPU step)")
+                             "teaching; each teacher adds its forward pass to every step)")
     parser.add_argument("--schedule", choices=("constant", "cosine"), default="constant",
                         help="learning rate: constant (the original), or one warm-up epoch then cosine decay")
     parser.add_argument("--no-mixed-precision", dest="mixed_precision", action="store_false",
