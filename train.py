@@ -594,10 +594,8 @@ def distilled_targets(args, dataset):
 
     images, labels = dataset.images[dataset.train_idx], dataset.labels[dataset.train_idx]
     with without_distribution():
-        answers = []
-        for path, teacher in zip(args.teacher, checked_teachers(args, dataset)):
-            print(f"Teacher {path}: answering the {len(images)} training images")
-            answers.append(test_lib.predict(teacher, images))
+        teachers = checked_teachers(args, dataset, f"answering the {len(images)} training images")
+        answers = [test_lib.predict(teacher, images) for teacher in teachers]
     taught = augment.taught(np.eye(data.NUM_CLASSES, dtype=np.float32)[labels], np.mean(answers, axis=0),
                             args.teacher_weight, args.teacher_temperature)
     targets = np.zeros((len(dataset.images), data.NUM_CLASSES), np.float32)  # rows of validation images unused
@@ -605,14 +603,16 @@ def distilled_targets(args, dataset):
     return targets
 
 
-def checked_teachers(args, dataset):
-    """The --teacher models, loaded, each refused by check_teacher where it cannot teach this run."""
+def checked_teachers(args, dataset, task):
+    """The --teacher models, loaded, each refused by check_teacher where it cannot teach this run; says what each
+    will do (task)."""
     import model as model_lib
 
     teachers = []
     for path in args.teacher:
         teacher, info = model_lib.load_model(path)
         check_teacher(path, info, args, dataset)
+        print(f"Teacher {path}: {task}")
         teachers.append(teacher)
     return teachers
 
@@ -696,9 +696,8 @@ def train_alone(args, run):
     # The teachers are checked against the splits they trained on before this run's split replaces theirs.
     targets = [distilled_targets(args, dataset)] if args.teacher and not args.consistent_teacher else []
     with devices.scope():
-        teachers = checked_teachers(args, dataset) if args.teacher and args.consistent_teacher else []
-        for path in args.teacher if teachers else []:
-            print(f"Teacher {path}: answering each augmented view of the training images")
+        teachers = (checked_teachers(args, dataset, "answering each augmented view of the training images")
+                    if args.teacher and args.consistent_teacher else [])
         trainer = augment.Augmented(model, augment=args.augment, flip=args.flip, strong=args.strong_augment,
                                     light=args.light_augment, mixup=args.mixup, cutmix=args.cutmix,
                                     rotation=args.rotation, seed=args.train_seed, teachers=teachers,
